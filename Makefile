@@ -1,0 +1,42 @@
+# The README names these targets. Each one sets up what it needs on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test demo lint format bench clean
+
+$(STAMP): requirements/base.txt requirements/dev.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (looked for $(PYTHON))."; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $(STAMP)
+
+## run: the broker (web, worker and beat) on SQLite and the filesystem broker, no server needed
+run: $(STAMP)
+	./scripts/run-dev
+
+## test: the test suite against PostgreSQL and Redis on 127.0.0.1 (started if they are not running)
+test: $(STAMP)
+	./scripts/ensure-services
+	$(PY) -m pytest
+
+## demo: the broker wired to the fake Zoom and fake Recall, with a walk-through
+demo: $(STAMP)
+	./scripts/demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: $(STAMP)
+	./scripts/ensure-services
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,82 @@
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
+
+from brokerproject.crypto import StrictEncryptedTextField
+
+
+class User(AbstractUser):
+    """The customer's users and staff. Custom from the first migration so it can grow."""
+
+    class Meta:
+        db_table = "accounts_user"
+
+
+def hash_token(raw: str) -> str:
+    # The keys are 256-bit random values, so a fast hash is enough (no need for a slow KDF).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """A key for the customer's backend. Only its SHA-256 is stored; the key is shown once."""
+
+    PREFIX = "ztb_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses this key, e.g. 'billing backend'.")
+    key_prefix = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise a key.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @classmethod
+    def issue(cls, *, user, name: str) -> tuple["ApiToken", str]:
+        raw = cls.PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, key_prefix=raw[:10], key_hash=hash_token(raw))
+        return token, raw
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+class EncryptionCanary(models.Model):
+    """One row holding a known value, encrypted: proves FIELD_ENCRYPTION_KEY reads the data."""
+
+    value = StrictEncryptedTextField()
+
+    def __str__(self) -> str:
+        return "encryption canary"
+
+
+class Heartbeat(models.Model):
+    """Last time a periodic task ran, per name. /readyz reads the beat heartbeat's age."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,9 @@
+from celery import shared_task
+from django.utils import timezone
+
+from .models import Heartbeat
+
+
+@shared_task(ignore_result=True)
+def record_heartbeat() -> None:
+    Heartbeat.objects.update_or_create(name="beat", defaults={"beat_at": timezone.now()})

@@ -1,0 +1,30 @@
+import os
+from datetime import timedelta
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerproject.settings")
+
+app = Celery("brokerproject")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# The schedule lives in code so that every deployment runs the same one. Run exactly one beat
+# process; every task it sends is idempotent, so a duplicate tick does no harm.
+app.conf.beat_schedule = {
+    "heartbeat": {"task": "accounts.tasks.record_heartbeat", "schedule": timedelta(seconds=30)},
+    "refresh-due-connections": {
+        "task": "zoomauth.tasks.refresh_due_connections",
+        "schedule": timedelta(seconds=60),
+    },
+    "prune-callback-logs": {"task": "zoomauth.tasks.prune_callback_logs", "schedule": crontab(minute=17, hour=3)},
+    "sweep-webhook-deliveries": {
+        "task": "webhooks.tasks.sweep_pending_deliveries",
+        "schedule": timedelta(seconds=60),
+    },
+    "sync-recall-credentials": {
+        "task": "recallbots.tasks.sync_credential_statuses",
+        "schedule": timedelta(minutes=15),
+    },
+}

@@ -1,0 +1,58 @@
+"""Liveness and readiness, as JSON."""
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from accounts.models import Heartbeat
+from brokerproject.celery import app as celery_app
+from brokerproject.crypto import check_canary
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> tuple[bool, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return True, connection.vendor
+
+
+def _check_broker() -> tuple[bool, str]:
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        return True, conn.transport_cls if isinstance(conn.transport_cls, str) else conn.info().get("transport", "")
+
+
+def _check_beat() -> tuple[bool, str]:
+    beat = Heartbeat.objects.filter(name="beat").first()
+    if beat is None:
+        return False, "no heartbeat yet: is celery beat (and a worker) running?"
+    age = timezone.now() - beat.beat_at
+    ok = age <= settings.BEAT_HEARTBEAT_MAX_AGE
+    return ok, f"last heartbeat {int(age.total_seconds())}s ago"
+
+
+CHECKS = {"database": _check_database, "broker": _check_broker, "encryption": check_canary, "beat": _check_beat}
+
+
+@never_cache
+@require_GET
+def readyz(request):
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            ok, detail = check()
+        except Exception as exc:  # noqa: BLE001 - a failed check is reported, not raised
+            ok, detail = False, type(exc).__name__
+        results[name] = {"ok": ok, "detail": detail}
+        if name == "database" and not ok:
+            break
+    ready = all(r["ok"] for r in results.values()) and len(results) == len(CHECKS)
+    return JsonResponse({"status": "ready" if ready else "not ready", "checks": results}, status=200 if ready else 503)

@@ -1,0 +1,282 @@
+"""Settings for the Zoom token broker, read from the environment through django-environ.
+
+The defaults run the broker on one machine with nothing installed: SQLite under var/ and
+Celery on kombu's filesystem transport. Production sets DATABASE_URL, REDIS_URL and real
+secrets; with DEBUG off the process refuses to start on development secrets.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Development-only secrets. Published in this file on purpose: production refuses them.
+DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production-0123456789"
+DEV_FIELD_ENCRYPTION_KEY = "ZGV2LWluc2VjdXJlLWZpZWxkLWtleS1ub3QtNC11c2U="
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY if DEBUG else "")
+FIELD_ENCRYPTION_KEY = [
+    key.strip()
+    for key in env.str("FIELD_ENCRYPTION_KEY", default=DEV_FIELD_ENCRYPTION_KEY if DEBUG else "").split(",")
+    if key.strip()
+]
+
+
+def _refuse_development_secrets() -> None:
+    problems = []
+    if not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50:
+        problems.append("SECRET_KEY is missing, too short or the development key")
+    if not FIELD_ENCRYPTION_KEY or DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEY:
+        problems.append("FIELD_ENCRYPTION_KEY is missing or the development key")
+    if problems:
+        raise ImproperlyConfigured(
+            "Refusing to start with DEBUG off: "
+            + "; ".join(problems)
+            + ". Generate keys as the README says, or set DEBUG=true for development."
+        )
+
+
+if not DEBUG:
+    _refuse_development_secrets()
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# The address Recall and Zoom reach the broker at. Every callback URL is built from it.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "encrypted_model_fields",
+    "accounts",
+    "zoomauth",
+    "recallbots",
+    "webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "brokerproject.urls"
+WSGI_APPLICATION = "brokerproject.wsgi.application"
+ASGI_APPLICATION = "brokerproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'broker.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: wait for a writer instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "accounts:home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+FORMS_URLFIELD_ASSUME_HTTPS = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Redis, cache and Celery -------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    # Shared by web, worker and beat on one machine without a server.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
+# With no broker configured, kombu's filesystem transport carries tasks between processes on
+# one machine through files under var/broker/ (see the README for why).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
+BROKER_FOLDER = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    BROKER_FOLDER.mkdir(exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_FOLDER),
+        "data_folder_out": str(BROKER_FOLDER),
+    }
+else:
+    # Fail fast when Redis is away: callers that enqueue (webhook intake) must not hang.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2, "max_retries": 1}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# How old the beat heartbeat may be before /readyz reports beat as down.
+BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env.int("BEAT_HEARTBEAT_MAX_AGE", default=180))
+
+# --- External services ---------------------------------------------------------------------
+ZOOM_OAUTH_BASE_URL = env.str("ZOOM_OAUTH_BASE_URL", default="https://zoom.us").rstrip("/")
+ZOOM_API_BASE_URL = env.str("ZOOM_API_BASE_URL", default="https://api.zoom.us/v2").rstrip("/")
+ZOOM_HTTP_TIMEOUT = env.float("ZOOM_HTTP_TIMEOUT", default=3.0)
+
+RECALL_REGIONS = {
+    "us-west-2": "https://us-west-2.recall.ai",
+    "us-east-1": "https://us-east-1.recall.ai",
+    "api": "https://api.recall.ai",
+    "eu-central-1": "https://eu-central-1.recall.ai",
+    "ap-northeast-1": "https://ap-northeast-1.recall.ai",
+}
+RECALL_REGION = env.str("RECALL_REGION", default="us-east-1")
+if RECALL_REGION not in RECALL_REGIONS:
+    raise ImproperlyConfigured(f"RECALL_REGION must be one of {', '.join(RECALL_REGIONS)}; got {RECALL_REGION!r}.")
+RECALL_API_BASE_URL = env.str("RECALL_API_BASE_URL", default=RECALL_REGIONS[RECALL_REGION]).rstrip("/")
+RECALL_API_KEY = env.str("RECALL_API_KEY", default="")
+RECALL_HTTP_TIMEOUT = env.float("RECALL_HTTP_TIMEOUT", default=10.0)
+# Workspace verification secret (whsec_...): Recall signs webhooks and token GETs with it.
+RECALL_VERIFICATION_SECRET = env.str("RECALL_VERIFICATION_SECRET", default="")
+# When a verification secret is set: still accept unsigned token GETs that carry a good secret.
+RECALL_ACCEPT_UNSIGNED_CALLBACKS = env.bool("RECALL_ACCEPT_UNSIGNED_CALLBACKS", default=True)
+
+# --- Token policy ---------------------------------------------------------------------------
+# Refresh access tokens that have less than this left when beat looks at them.
+ZOOM_REFRESH_WINDOW = timedelta(seconds=env.int("ZOOM_REFRESH_WINDOW_SECONDS", default=600))
+# Refresh connections whose refresh token has not been used for this long (keep-alive).
+ZOOM_REFRESH_KEEPALIVE = timedelta(days=env.int("ZOOM_REFRESH_KEEPALIVE_DAYS", default=7))
+# The access-token callback always returns a token with at least this much life left.
+ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=env.int("ACCESS_TOKEN_MIN_VALIDITY_SECONDS", default=300))
+# Everything a token callback does must fit in this budget (Recall gives 5 s).
+CALLBACK_TIME_BUDGET = env.float("CALLBACK_TIME_BUDGET_SECONDS", default=4.0)
+CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", default=30))
+WEBHOOK_FORWARD_PERIOD = timedelta(hours=env.int("WEBHOOK_FORWARD_PERIOD_HOURS", default=24))
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "callback_connection": env.str("CALLBACK_RATE_PER_CONNECTION", default="600/min"),
+        "callback_address": env.str("CALLBACK_RATE_PER_ADDRESS", default="1200/min"),
+        "callback_failures": env.str("CALLBACK_FAILURE_RATE_PER_ADDRESS", default="20/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Zoom token broker API",
+    "DESCRIPTION": "Launch Recall.ai bots into Zoom meetings and read connection callback URLs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Security -------------------------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=["security.W021"])
+
+# --- Logging --------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_secrets": {"()": "brokerproject.logging.MaskSecretsFilter"}},
+    "formatters": {"keyvalue": {"()": "brokerproject.logging.KeyValueFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "keyvalue",
+            "filters": ["mask_secrets"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        "gunicorn.error": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        "celery": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+    },
+}

@@ -1,0 +1,236 @@
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from zoomauth.models import ZoomApp, ZoomConnection
+
+from . import recall
+from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
+from .services import (
+    LaunchError,
+    bot_launch,
+    credential_create_customer_managed,
+    credential_sync_status,
+    recall_app_delete,
+    recall_app_push_secrets,
+    recall_app_register,
+)
+
+
+class RegisterForm(forms.ModelForm):
+    region = forms.ChoiceField(
+        required=False,
+        choices=[("", "RECALL_API_BASE_URL (the configured default)")],
+        help_text="The Recall region whose API key is configured.",
+    )
+
+    class Meta:
+        model = RecallOAuthApp
+        fields = ("zoom_app",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from django.conf import settings
+
+        self.fields["region"].choices += [(name, url) for name, url in settings.RECALL_REGIONS.items()]
+        self.fields["zoom_app"].queryset = ZoomApp.objects.filter(recall_app__isnull=True)
+
+
+@admin.register(RecallOAuthApp)
+class RecallOAuthAppAdmin(admin.ModelAdmin):
+    list_display = ("zoom_app", "recall_id", "base_url", "webhook_last_validation_at", "created_at")
+    readonly_fields = ("recall_id", "base_url", "webhook_url", "marketplace_settings", "webhook_last_validation_at")
+    actions = ("push_secrets", "delete_in_recall")
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = RegisterForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("zoom_app", "region")
+        return (
+            "zoom_app",
+            "recall_id",
+            "base_url",
+            "webhook_url",
+            "marketplace_settings",
+            "webhook_last_validation_at",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields + (("zoom_app",) if obj else ())
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # deleting must go through Recall too
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        try:
+            registered = recall_app_register(
+                zoom_app=form.cleaned_data["zoom_app"], region=form.cleaned_data["region"] or None
+            )
+        except recall.RecallError as exc:
+            messages.error(request, f"Recall refused the registration: {exc}")
+            return
+        obj.pk, obj.recall_id, obj.base_url = registered.pk, registered.recall_id, registered.base_url
+        messages.success(request, "Registered with Recall. Paste the broker's webhook URL into Zoom (see below).")
+
+    @admin.display(description="What to paste into Zoom's Marketplace")
+    def marketplace_settings(self, obj):
+        return format_html(
+            "<p>Event notification endpoint URL (the broker forwards to Recall): <code>{}</code></p>"
+            "<p>OAuth redirect URL: <code>{}</code></p>",
+            obj.zoom_app.webhook_url,
+            obj.zoom_app.redirect_uri,
+        )
+
+    @admin.action(description="Send the current client secret and secret token to Recall")
+    def push_secrets(self, request, queryset):
+        for app in queryset:
+            try:
+                recall_app_push_secrets(recall_app=app)
+            except recall.RecallError as exc:
+                messages.error(request, f"{app}: {exc}")
+        messages.success(request, "Done.")
+
+    @admin.action(description="Delete in Recall and here")
+    def delete_in_recall(self, request, queryset):
+        for app in queryset:
+            try:
+                recall_app_delete(recall_app=app)
+            except recall.RecallError as exc:
+                messages.error(request, f"{app}: {exc}")
+
+
+@admin.register(RecallCredential)
+class RecallCredentialAdmin(admin.ModelAdmin):
+    list_display = ("connection", "mode", "status", "recall_id", "last_synced_at", "created_at")
+    list_filter = ("mode", "status")
+    readonly_fields = ("connection", "recall_app", "recall_id", "mode", "status", "last_synced_at", "created_at")
+    actions = ("sync_status", "recreate")
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Read the status from Recall")
+    def sync_status(self, request, queryset):
+        for credential in queryset.select_related("recall_app"):
+            try:
+                credential_sync_status(credential=credential)
+            except recall.RecallError as exc:
+                messages.error(request, f"{credential}: {exc}")
+
+    @admin.action(description="Re-create in Recall (customer-managed)")
+    def recreate(self, request, queryset):
+        for credential in queryset.filter(mode=RecallCredential.Mode.CUSTOMER_MANAGED).select_related("connection"):
+            try:
+                credential_create_customer_managed(connection=credential.connection)
+            except recall.RecallError as exc:
+                messages.error(request, f"{credential}: {exc}")
+
+
+class BotStatusChangeInline(admin.TabularInline):
+    model = BotStatusChange
+    extra = 0
+    can_delete = False
+    fields = ("occurred_at", "code", "sub_code", "webhook_id")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class LaunchBotForm(forms.ModelForm):
+    token_kinds = forms.MultipleChoiceField(
+        choices=Bot.TokenKind.choices, widget=forms.CheckboxSelectMultiple, required=False
+    )
+    zak_from_service_account = forms.BooleanField(required=False)
+    bypass_waiting_room = forms.BooleanField(required=False)
+
+    class Meta:
+        model = Bot
+        fields = ("user", "connection", "meeting_url", "bot_name", "join_at")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["connection"].queryset = ZoomConnection.objects.active().select_related("app")
+
+
+@admin.register(Bot)
+class BotAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "bot_name", "meeting_id", "user", "connection", "status", "sub_code", "recall_id")
+    list_filter = ("status", "sub_code")
+    search_fields = ("meeting_id", "recall_id", "user__username")
+    list_select_related = ("user", "connection", "connection__app")
+    inlines = (BotStatusChangeInline,)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = LaunchBotForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return (
+                "user",
+                "connection",
+                "meeting_url",
+                "token_kinds",
+                "zak_from_service_account",
+                "bypass_waiting_room",
+                "bot_name",
+                "join_at",
+            )
+        return (
+            "recall_id",
+            "user",
+            "connection",
+            "meeting_id",
+            "token_kinds",
+            "bot_name",
+            "join_at",
+            "metadata",
+            "status",
+            "sub_code",
+            "fatal_hint",
+            "status_updated_at",
+            "last_error",
+            "created_at",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj) if obj else ()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        data = form.cleaned_data
+        try:
+            bot = bot_launch(
+                user=data["user"],
+                connection=data["connection"],
+                meeting_url=data["meeting_url"],
+                token_kinds=data["token_kinds"],
+                zak_from_service_account=data["zak_from_service_account"],
+                bypass_waiting_room=data["bypass_waiting_room"],
+                bot_name=data["bot_name"],
+                join_at=data["join_at"],
+            )
+        except LaunchError as exc:
+            messages.error(request, str(exc))
+            return
+        obj.pk = bot.pk
+        messages.success(request, f"Launched bot {bot.recall_id}.")
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    @admin.display(description="what to fix")
+    def fatal_hint(self, obj):
+        return obj.fatal_hint or "—"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RecallBotsConfig(AppConfig):
+    name = "recallbots"
+    verbose_name = "Recall bots"

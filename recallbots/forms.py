@@ -1,0 +1,38 @@
+from django import forms
+
+from zoomauth.models import ZoomConnection
+
+from .meeting_urls import MeetingUrlError, parse_zoom_url
+from .models import Bot
+
+
+class LaunchForm(forms.Form):
+    meeting_url = forms.CharField(
+        label="Zoom meeting link",
+        max_length=2000,
+        widget=forms.TextInput(attrs={"placeholder": "https://zoom.us/j/123456789?pwd=..."}),
+    )
+    connection = forms.ModelChoiceField(queryset=ZoomConnection.objects.none(), required=False, label="Zoom account")
+    token_kinds = forms.MultipleChoiceField(
+        choices=Bot.TokenKind.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        initial=[Bot.TokenKind.OBF],
+        label="Tokens the bot fetches when it joins",
+    )
+    zak_from_service_account = forms.BooleanField(required=False, label="Take the ZAK from the service account")
+    bypass_waiting_room = forms.BooleanField(required=False, label="Join token skips the waiting room")
+    bot_name = forms.CharField(max_length=100, initial="Recall Bot")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["connection"].queryset = ZoomConnection.objects.active().filter(user=user).select_related("app")
+        if self.fields["connection"].queryset.count() == 1:
+            self.fields["connection"].initial = self.fields["connection"].queryset.first()
+
+    def clean_meeting_url(self):
+        try:
+            parse_zoom_url(self.cleaned_data["meeting_url"])
+        except MeetingUrlError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return self.cleaned_data["meeting_url"]

@@ -1,0 +1,126 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from zoomauth.models import ZoomApp, ZoomConnection
+
+
+class RecallOAuthApp(models.Model):
+    """A Zoom app as registered with Recall (POST /api/v2/zoom-oauth-apps/)."""
+
+    zoom_app = models.OneToOneField(ZoomApp, on_delete=models.PROTECT, related_name="recall_app")
+    recall_id = models.CharField(max_length=64, unique=True)
+    base_url = models.URLField(help_text="The Recall region the app was created in.")
+    webhook_last_validation_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Recall Zoom OAuth app"
+
+    def __str__(self) -> str:
+        return f"{self.zoom_app} in Recall"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base_url}/api/v2/zoom-oauth-apps/{self.recall_id}/webhook"
+
+
+class RecallCredential(models.Model):
+    """A user's Zoom credential in Recall (POST /api/v2/zoom-oauth-credentials/)."""
+
+    class Mode(models.TextChoices):
+        CUSTOMER_MANAGED = "customer_managed", "Customer-managed"
+        RECALL_MANAGED = "recall_managed", "Recall-managed"
+
+    class Status(models.TextChoices):
+        HEALTHY = "healthy", "Healthy"
+        UNHEALTHY = "unhealthy", "Unhealthy"
+        UNKNOWN = "unknown", "Unknown"
+
+    connection = models.OneToOneField(ZoomConnection, on_delete=models.CASCADE, related_name="recall_credential")
+    recall_app = models.ForeignKey(RecallOAuthApp, on_delete=models.PROTECT, related_name="credentials")
+    recall_id = models.CharField(max_length=64, unique=True)
+    mode = models.CharField(max_length=20, choices=Mode.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNKNOWN)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "Recall Zoom credential"
+
+    def __str__(self) -> str:
+        return f"{self.connection} ({self.get_mode_display()})"
+
+
+class Bot(models.Model):
+    """A Recall bot launched by the broker, with its token URLs and status history."""
+
+    class TokenKind(models.TextChoices):
+        JOIN_TOKEN = "join_token", "Join token for local recording"
+        ZAK = "zak", "ZAK (signed-in bot)"
+        OBF = "obf", "OBF (on behalf of the user)"
+
+    FATAL_HINTS = {
+        "zoom_invalid_join_token": "The join-token callback returned something Zoom refused: check that the "
+        "meeting's host has connected Zoom and that the join-token URL answers with a bare token.",
+        "meeting_requires_sign_in": "The meeting only admits signed-in users: launch with a ZAK "
+        "(the user's or the service account's).",
+        "zoom_sdk_credentials_missing": "Recall has no Zoom SDK credentials for this workspace.",
+        "zoom_email_required": "The meeting requires an email: registration-required meetings need zoom.user_email.",
+        "zoom_registration_required": "The meeting requires registration: use the link with tk= and an email.",
+        "meeting_not_found": "Zoom says the meeting does not exist: check the meeting link.",
+        "meeting_password_incorrect": "The passcode is wrong: paste the invite link that includes pwd=.",
+        "zoom_meeting_not_accessible": "The meeting is not accessible to the bot "
+        "(an external meeting without OBF or ZAK?).",
+        "zoom_obf_user_not_in_meeting": "The OBF bot waits for its user: the user must join the meeting first.",
+    }
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    recall_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bots")
+    connection = models.ForeignKey(
+        ZoomConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="bots"
+    )
+    meeting_url = models.TextField()
+    meeting_id = models.CharField(max_length=20, blank=True)
+    meeting_passcode = models.CharField(max_length=100, blank=True)
+    token_kinds = models.JSONField(default=list)
+    bot_name = models.CharField(max_length=100, default="Recall Bot")
+    join_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=50, default="created")
+    sub_code = models.CharField(max_length=100, blank=True)
+    status_updated_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.bot_name} → {self.meeting_id or 'meeting'} ({self.status})"
+
+    @property
+    def fatal_hint(self) -> str:
+        if not self.sub_code:
+            return ""
+        return self.FATAL_HINTS.get(self.sub_code, "")
+
+
+class BotStatusChange(models.Model):
+    """One status event; webhook_id makes Recall's redeliveries idempotent."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="status_changes")
+    code = models.CharField(max_length=50)
+    sub_code = models.CharField(max_length=100, blank=True)
+    occurred_at = models.DateTimeField()
+    webhook_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("occurred_at", "pk")
+
+    def __str__(self) -> str:
+        return self.code + (f" ({self.sub_code})" if self.sub_code else "")

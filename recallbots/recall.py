@@ -1,0 +1,252 @@
+"""Recall.ai API client. Knows nothing of the broker's models.
+
+RecallRetryableError: 429 (Retry-After), 502/503/504, 507 (bot pool empty), timeouts.
+RecallError and its kinds: 400 (Recall's detail), 401 (wrong key or region), 403 (Recall's
+firewall, e.g. a localhost URL in the payload), 404.
+"""
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import requests
+from django.conf import settings
+
+from brokerproject.logging import mask_secrets
+from zoomauth.zoom import parse_retry_after
+
+logger = logging.getLogger(__name__)
+
+SESSION = requests.Session()
+SESSION.headers["User-Agent"] = "zoom-token-broker/1.0"
+
+RETRYABLE_STATUSES = {429, 502, 503, 504, 507}
+# 507 means Recall's ad-hoc bot pool is empty; Recall asks for a retry every 30 s.
+BOT_POOL_EMPTY_RETRY = 30.0
+
+
+class RecallError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, body: dict | None = None):
+        super().__init__(mask_secrets(message))
+        self.status = status
+        self.body = body or {}
+
+
+class RecallAuthError(RecallError):
+    pass
+
+
+class RecallFirewallError(RecallError):
+    pass
+
+
+class RecallNotFoundError(RecallError):
+    pass
+
+
+class RecallRetryableError(RecallError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_at: str
+
+    def __repr__(self) -> str:
+        return f"AccessToken(expires_at={self.expires_at})"
+
+
+def base_url_for(region: str | None = None) -> str:
+    if region:
+        try:
+            return settings.RECALL_REGIONS[region]
+        except KeyError:
+            raise RecallError(f"Unknown Recall region {region!r}.") from None
+    return settings.RECALL_API_BASE_URL
+
+
+def _describe(response: requests.Response, body: dict) -> str:
+    detail = body.get("detail") or body.get("message") or body.get("code")
+    if not detail and body:
+        detail = "; ".join(f"{key}: {value}" for key, value in body.items())[:300]
+    return f"Recall answered {response.status_code}" + (f": {detail}" if detail else "")
+
+
+class RecallClient:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int = 4,
+        max_wait: float = 60.0,
+    ):
+        self.api_key = api_key if api_key is not None else settings.RECALL_API_KEY
+        self.base_url = (base_url or settings.RECALL_API_BASE_URL).rstrip("/")
+        self.timeout = timeout if timeout is not None else settings.RECALL_HTTP_TIMEOUT
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+
+    def _request(self, method: str, path: str, *, json: dict | None = None, params: dict | None = None) -> dict:
+        if not self.api_key:
+            raise RecallAuthError("RECALL_API_KEY is not set.")
+        url = self.base_url + path
+        waited = 0.0
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = SESSION.request(
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    timeout=self.timeout,
+                    headers={"Authorization": f"Token {self.api_key}", "Accept": "application/json"},
+                )
+            except requests.RequestException as exc:
+                error = RecallRetryableError(f"Could not reach Recall ({type(exc).__name__})")
+            else:
+                if response.status_code < 400:
+                    return response.json() if response.content else {}
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = {}
+                body = body if isinstance(body, dict) else {"detail": str(body)[:300]}
+                error = self._error(response, body)
+                if not isinstance(error, RecallRetryableError):
+                    raise error
+            wait = error.retry_after
+            if wait is None:
+                wait = min(8.0, 0.5 * 2 ** (attempt - 1)) + random.uniform(0, 0.25)
+            if attempt == self.max_attempts or waited + wait > self.max_wait:
+                raise error
+            logger.info("recall retry", extra={"path": path, "status": error.status, "wait": round(wait, 2)})
+            time.sleep(wait)
+            waited += wait
+        raise AssertionError("unreachable")
+
+    def _error(self, response: requests.Response, body: dict) -> RecallError:
+        status = response.status_code
+        message = _describe(response, body)
+        if status in RETRYABLE_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if status == 507 and retry_after is None:
+                retry_after = BOT_POOL_EMPTY_RETRY
+            return RecallRetryableError(message, status=status, body=body, retry_after=retry_after)
+        if status == 401:
+            return RecallAuthError(
+                f"{message}. Check RECALL_API_KEY and that it belongs to the region at {self.base_url}.",
+                status=status,
+                body=body,
+            )
+        if status == 403:
+            return RecallFirewallError(
+                "Recall's firewall refused the request (403). A URL pointing at localhost in the payload "
+                "trips it: set PUBLIC_BASE_URL to an address Recall can reach.",
+                status=status,
+            )
+        if status == 404:
+            return RecallNotFoundError(message, status=status, body=body)
+        return RecallError(message, status=status, body=body)
+
+    # --- Zoom OAuth apps ----------------------------------------------------------------------
+    # Recall docs: POST /api/v2/zoom-oauth-apps/
+    def create_zoom_oauth_app(self, *, kind: str, client_id: str, client_secret: str, webhook_secret: str) -> dict:
+        return self._request(
+            "POST",
+            "/api/v2/zoom-oauth-apps/",
+            json={
+                "kind": kind,
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "webhook_secret": webhook_secret,
+            },
+        )
+
+    # Recall docs: GET /api/v2/zoom-oauth-apps/ (paginated)
+    def list_zoom_oauth_apps(self, **filters) -> list[dict]:
+        return self._paginate("/api/v2/zoom-oauth-apps/", filters)
+
+    # Recall docs: GET /api/v2/zoom-oauth-apps/{id}/
+    def get_zoom_oauth_app(self, app_id: str) -> dict:
+        return self._request("GET", f"/api/v2/zoom-oauth-apps/{app_id}/")
+
+    # Recall docs: PATCH /api/v2/zoom-oauth-apps/{id}/ (client_secret and/or webhook_secret)
+    def update_zoom_oauth_app(self, app_id: str, **fields: str) -> dict:
+        return self._request("PATCH", f"/api/v2/zoom-oauth-apps/{app_id}/", json=fields)
+
+    # Recall docs: DELETE /api/v2/zoom-oauth-apps/{id}/
+    def delete_zoom_oauth_app(self, app_id: str) -> None:
+        self._request("DELETE", f"/api/v2/zoom-oauth-apps/{app_id}/")
+
+    def zoom_app_webhook_url(self, app_id: str) -> str:
+        return f"{self.base_url}/api/v2/zoom-oauth-apps/{app_id}/webhook"
+
+    # --- Zoom OAuth credentials -------------------------------------------------------------
+    # Recall docs: POST /api/v2/zoom-oauth-credentials/ with access_token_callback_url
+    # (customer-managed: Recall GETs the URL during this call) or authorization_code.
+    def create_credential_customer_managed(self, *, oauth_app: str, access_token_callback_url: str) -> dict:
+        return self._request(
+            "POST",
+            "/api/v2/zoom-oauth-credentials/",
+            json={"oauth_app": oauth_app, "access_token_callback_url": access_token_callback_url},
+        )
+
+    def create_credential_recall_managed(
+        self, *, oauth_app: str, code: str, redirect_uri: str, code_verifier: str | None = None
+    ) -> dict:
+        authorization_code = {"code": code, "redirect_uri": redirect_uri}
+        if code_verifier:
+            authorization_code["code_verifier"] = code_verifier
+        return self._request(
+            "POST",
+            "/api/v2/zoom-oauth-credentials/",
+            json={"oauth_app": oauth_app, "authorization_code": authorization_code},
+        )
+
+    # Recall docs: GET /api/v2/zoom-oauth-credentials/ (filters oauth_app, user_id, account_id, status)
+    def list_credentials(self, **filters) -> list[dict]:
+        return self._paginate("/api/v2/zoom-oauth-credentials/", filters)
+
+    # Recall docs: GET /api/v2/zoom-oauth-credentials/{id}/
+    def get_credential(self, credential_id: str) -> dict:
+        return self._request("GET", f"/api/v2/zoom-oauth-credentials/{credential_id}/")
+
+    # Recall docs: DELETE /api/v2/zoom-oauth-credentials/{id}/
+    def delete_credential(self, credential_id: str) -> None:
+        self._request("DELETE", f"/api/v2/zoom-oauth-credentials/{credential_id}/")
+
+    # Recall docs: GET /api/v2/zoom-oauth-credentials/{id}/access-token/ → {token, expires_at}
+    def credential_access_token(self, credential_id: str) -> AccessToken:
+        body = self._request("GET", f"/api/v2/zoom-oauth-credentials/{credential_id}/access-token/")
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise RecallError("Recall's access-token answer had no token.")
+        return AccessToken(token=token, expires_at=str(body.get("expires_at", "")))
+
+    # --- Bots -----------------------------------------------------------------------------------
+    # Recall docs: POST /api/v1/bot/
+    def create_bot(self, payload: dict) -> dict:
+        return self._request("POST", "/api/v1/bot/", json=payload)
+
+    # Recall docs: GET /api/v1/bot/{id}/
+    def get_bot(self, bot_id: str) -> dict:
+        return self._request("GET", f"/api/v1/bot/{bot_id}/")
+
+    def _paginate(self, path: str, params: dict) -> list[dict]:
+        results: list[dict] = []
+        params = {key: value for key, value in params.items() if value is not None}
+        while True:
+            page = self._request("GET", path, params=params)
+            results.extend(page.get("results", []))
+            cursor_url = page.get("next")
+            if not cursor_url:
+                return results
+            from urllib.parse import parse_qs, urlparse
+
+            params = {key: values[0] for key, values in parse_qs(urlparse(cursor_url).query).items()}

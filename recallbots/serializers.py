@@ -1,0 +1,94 @@
+from rest_framework import serializers
+
+from zoomauth.models import ZoomConnection
+
+from .meeting_urls import MeetingUrlError, parse_zoom_url
+from .models import Bot, BotStatusChange
+
+
+class ConnectionSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    app = serializers.CharField(source="app.name", read_only=True)
+    access_token_callback_url = serializers.SerializerMethodField()
+    zak_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ZoomConnection
+        fields = (
+            "id",
+            "app",
+            "zoom_user_id",
+            "email",
+            "pmi",
+            "status",
+            "is_service_account",
+            "access_token_callback_url",
+            "zak_url",
+            "created_at",
+        )
+
+    def get_access_token_callback_url(self, obj) -> str | None:
+        return obj.access_token_callback_url if obj.is_usable else None
+
+    def get_zak_url(self, obj) -> str | None:
+        return obj.zak_url if obj.is_usable else None
+
+
+class BotStatusChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BotStatusChange
+        fields = ("code", "sub_code", "occurred_at")
+
+
+class BotSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    connection = serializers.UUIDField(source="connection.public_id", read_only=True, allow_null=True)
+    status_changes = BotStatusChangeSerializer(many=True, read_only=True)
+    fatal_hint = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Bot
+        fields = (
+            "id",
+            "recall_id",
+            "connection",
+            "meeting_id",
+            "token_kinds",
+            "bot_name",
+            "join_at",
+            "metadata",
+            "status",
+            "sub_code",
+            "fatal_hint",
+            "status_updated_at",
+            "status_changes",
+            "created_at",
+        )
+
+
+class LaunchBotSerializer(serializers.Serializer):
+    meeting_url = serializers.CharField(max_length=2000)
+    connection = serializers.UUIDField(required=False, allow_null=True, help_text="The Zoom connection (id) to use.")
+    token_kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=Bot.TokenKind.values), allow_empty=True, default=list
+    )
+    zak_from_service_account = serializers.BooleanField(default=False)
+    bypass_waiting_room = serializers.BooleanField(default=False)
+    bot_name = serializers.CharField(max_length=100, default="Recall Bot")
+    join_at = serializers.DateTimeField(required=False, allow_null=True)
+    metadata = serializers.DictField(child=serializers.CharField(max_length=500), required=False, default=dict)
+
+    def validate_meeting_url(self, value):
+        try:
+            parse_zoom_url(value)
+        except MeetingUrlError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def validate_connection(self, value):
+        if value is None:
+            return None
+        connection = ZoomConnection.objects.filter(public_id=value, user=self.context["request"].user).first()
+        if connection is None:
+            raise serializers.ValidationError("No Zoom connection with this id belongs to you.")
+        return connection

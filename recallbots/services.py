@@ -1,0 +1,359 @@
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from zoomauth.models import ZoomApp, ZoomConnection
+from zoomauth.services import ConnectFlowError, FreshToken, connection_for_meeting, connection_save_grant
+from zoomauth.zoom import ZoomUser
+
+from . import recall
+from .meeting_urls import MeetingUrlError, parse_zoom_url
+from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
+
+logger = logging.getLogger(__name__)
+
+# OBF bots can only join once their user is in the meeting: let them wait in the lobby.
+OBF_WAITING_ROOM_TIMEOUT = 1200
+
+
+class LaunchError(Exception):
+    """A bot could not be launched; the message is safe to show to the person."""
+
+
+def recall_client(*, base_url: str | None = None) -> recall.RecallClient:
+    return recall.RecallClient(base_url=base_url)
+
+
+# --- Zoom OAuth apps in Recall ----------------------------------------------------------------
+
+
+def recall_app_register(*, zoom_app: ZoomApp, region: str | None = None) -> RecallOAuthApp:
+    """Create the app in Recall (or adopt the one Recall already has for this client id)."""
+    client = recall_client(base_url=recall.base_url_for(region) if region else None)
+    existing = RecallOAuthApp.objects.filter(zoom_app=zoom_app).first()
+    if existing is not None:
+        return existing
+    found = client.list_zoom_oauth_apps(client_id=zoom_app.client_id)
+    if found:
+        body = found[0]
+        client.update_zoom_oauth_app(
+            body["id"], client_secret=zoom_app.client_secret or "a", webhook_secret=zoom_app.webhook_secret
+        )
+    else:
+        body = client.create_zoom_oauth_app(
+            kind=zoom_app.kind,
+            client_id=zoom_app.client_id,
+            # Recall ignores the secret for customer-managed OAuth, but wants a value.
+            client_secret=zoom_app.client_secret or "a",
+            webhook_secret=zoom_app.webhook_secret,
+        )
+    return RecallOAuthApp.objects.create(zoom_app=zoom_app, recall_id=body["id"], base_url=client.base_url)
+
+
+def recall_app_push_secrets(*, recall_app: RecallOAuthApp) -> None:
+    client = recall_client(base_url=recall_app.base_url)
+    zoom_app = recall_app.zoom_app
+    body = client.update_zoom_oauth_app(
+        recall_app.recall_id, client_secret=zoom_app.client_secret or "a", webhook_secret=zoom_app.webhook_secret
+    )
+    recall_app.webhook_last_validation_at = _parse_time(body.get("webhook_last_validation"))
+    recall_app.save(update_fields=["webhook_last_validation_at", "updated_at"])
+
+
+def recall_app_delete(*, recall_app: RecallOAuthApp) -> None:
+    try:
+        recall_client(base_url=recall_app.base_url).delete_zoom_oauth_app(recall_app.recall_id)
+    except recall.RecallNotFoundError:
+        pass
+    RecallCredential.objects.filter(recall_app=recall_app).delete()
+    recall_app.delete()
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+def credential_sync_after_connect(*, connection_id: int) -> None:
+    """After a customer-managed connect: register the user's credential in Recall (in a task)."""
+    from .tasks import register_credential
+
+    connection = ZoomConnection.objects.select_related("app").get(pk=connection_id)
+    if not settings.RECALL_API_KEY or not RecallOAuthApp.objects.filter(zoom_app=connection.app).exists():
+        return
+    try:
+        register_credential.delay(connection_id)
+    except Exception:  # noqa: BLE001 - the broker being down must not fail the connect page
+        logger.exception("could not enqueue credential registration", extra={"connection": connection.public_id})
+
+
+def _delete_conflicting(client: recall.RecallClient, *, recall_app: RecallOAuthApp, body: dict) -> bool:
+    """Recall allows one credential per (app, Zoom user): find the old one, delete it."""
+    user_id = body.get("conflicting_zoom_user_id")
+    account_id = body.get("conflicting_zoom_account_id")
+    if not (user_id or account_id):
+        return False
+    filters = {"oauth_app": recall_app.recall_id}
+    filters["user_id" if user_id else "account_id"] = user_id or account_id
+    for credential in client.list_credentials(**filters):
+        client.delete_credential(credential["id"])
+        RecallCredential.objects.filter(recall_id=credential["id"]).delete()
+    return True
+
+
+def credential_create_customer_managed(*, connection: ZoomConnection) -> RecallCredential:
+    recall_app = RecallOAuthApp.objects.get(zoom_app=connection.app)
+    client = recall_client(base_url=recall_app.base_url)
+    old = RecallCredential.objects.filter(connection=connection).first()
+    if old is not None:
+        try:
+            client.delete_credential(old.recall_id)
+        except recall.RecallNotFoundError:
+            pass
+        old.delete()
+    try:
+        body = client.create_credential_customer_managed(
+            oauth_app=recall_app.recall_id, access_token_callback_url=connection.access_token_callback_url
+        )
+    except recall.RecallError as exc:
+        if exc.status != 400 or not _delete_conflicting(client, recall_app=recall_app, body=exc.body):
+            raise
+        body = client.create_credential_customer_managed(
+            oauth_app=recall_app.recall_id, access_token_callback_url=connection.access_token_callback_url
+        )
+    return RecallCredential.objects.create(
+        connection=connection,
+        recall_app=recall_app,
+        recall_id=body["id"],
+        mode=RecallCredential.Mode.CUSTOMER_MANAGED,
+        status=body.get("status") or RecallCredential.Status.UNKNOWN,
+        last_synced_at=timezone.now(),
+    )
+
+
+def credential_create_recall_managed(*, user, app: ZoomApp, code: str, redirect_uri: str, code_verifier: str):
+    """Recall-managed connect: the code goes to Recall, which exchanges it and keeps the tokens."""
+    recall_app = RecallOAuthApp.objects.filter(zoom_app=app).first()
+    if recall_app is None:
+        raise ConnectFlowError(
+            "This Zoom app is not registered with Recall yet. Ask an administrator.", http_status=503
+        )
+    client = recall_client(base_url=recall_app.base_url)
+    try:
+        body = client.create_credential_recall_managed(
+            oauth_app=recall_app.recall_id, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
+        )
+    except recall.RecallRetryableError:
+        raise ConnectFlowError(
+            "Recall is not answering right now. Connect again in a minute.", http_status=503
+        ) from None
+    except recall.RecallError as exc:
+        if exc.status == 400 and _delete_conflicting(client, recall_app=recall_app, body=exc.body):
+            raise ConnectFlowError(
+                "This Zoom account was connected before; the old link was removed. Connect once more.", http_status=409
+            ) from None
+        logger.warning("recall refused credential: %s", exc)
+        raise ConnectFlowError(f"Recall refused the connection: {exc}", http_status=502) from None
+
+    zoom_user_id = body.get("user_id") or body.get("account_id") or body["id"]
+    me = ZoomUser(id=str(zoom_user_id), account_id=str(body.get("account_id") or ""), email="", pmi="")
+    connection = connection_save_grant(user=user, app=app, me=me, tokens=None, token_source="recall")
+    RecallCredential.objects.update_or_create(
+        connection=connection,
+        defaults={
+            "recall_app": recall_app,
+            "recall_id": body["id"],
+            "mode": RecallCredential.Mode.RECALL_MANAGED,
+            "status": body.get("status") or RecallCredential.Status.UNKNOWN,
+            "last_synced_at": timezone.now(),
+        },
+    )
+    return connection
+
+
+def credential_delete_for_connection(*, connection_id: int) -> None:
+    credential = RecallCredential.objects.select_related("recall_app").filter(connection_id=connection_id).first()
+    if credential is None:
+        return
+    try:
+        recall_client(base_url=credential.recall_app.base_url).delete_credential(credential.recall_id)
+    except recall.RecallNotFoundError:
+        pass
+    except recall.RecallError as exc:
+        logger.warning("could not delete the Recall credential: %s", exc, extra={"credential": credential.recall_id})
+        return
+    credential.delete()
+
+
+def credential_access_token(*, connection: ZoomConnection, timeout: float | None = None) -> FreshToken:
+    """Recall-managed: Recall holds the tokens; ask it for a current access token."""
+    credential = RecallCredential.objects.select_related("recall_app").filter(connection=connection).first()
+    if credential is None:
+        from zoomauth.services import ConnectionUnusable
+
+        raise ConnectionUnusable(
+            "No Recall credential for this connection.", status=ZoomConnection.Status.NEEDS_RECONNECT
+        )
+    client = recall.RecallClient(base_url=credential.recall_app.base_url, timeout=timeout, max_attempts=1)
+    try:
+        token = client.credential_access_token(credential.recall_id)
+    except recall.RecallRetryableError as exc:
+        from zoomauth.zoom import ZoomRetryableError
+
+        raise ZoomRetryableError(f"Recall could not give an access token: {exc}", retry_after=exc.retry_after) from None
+    expires_at = _parse_time(token.expires_at) or timezone.now() + timedelta(minutes=5)
+    return FreshToken(token.token, expires_at, zoom_calls=0)
+
+
+def credential_sync_status(*, credential: RecallCredential) -> None:
+    body = recall_client(base_url=credential.recall_app.base_url).get_credential(credential.recall_id)
+    credential.status = body.get("status") or RecallCredential.Status.UNKNOWN
+    credential.last_synced_at = timezone.now()
+    credential.save(update_fields=["status", "last_synced_at"])
+
+
+# --- bots ------------------------------------------------------------------------------------
+
+
+def bot_zoom_config(
+    *, connection: ZoomConnection, meeting_id: str, token_kinds: list[str], bypass_waiting_room: bool = False
+) -> dict:
+    zoom_config: dict[str, str] = {}
+    if Bot.TokenKind.JOIN_TOKEN in token_kinds:
+        if not meeting_id:
+            raise LaunchError("A join token needs the meeting number; this link has none.")
+        host = connection_for_meeting(meeting_id=meeting_id) or connection
+        extra = {"meeting_id": meeting_id}
+        if bypass_waiting_room:
+            extra["bypass_waiting_room"] = "true"
+        zoom_config["join_token_url"] = host.callback_url("join-token", **extra)
+    if Bot.TokenKind.ZAK in token_kinds:
+        zoom_config["zak_url"] = connection.zak_url
+    if Bot.TokenKind.OBF in token_kinds:
+        if not meeting_id:
+            raise LaunchError("An OBF token needs the meeting number; this link has none.")
+        zoom_config["obf_token_url"] = connection.callback_url("obf", meeting_id=meeting_id)
+    return zoom_config
+
+
+def service_account_connection() -> ZoomConnection | None:
+    return ZoomConnection.objects.active().filter(is_service_account=True).first()
+
+
+def bot_launch(
+    *,
+    user,
+    meeting_url: str,
+    token_kinds: list[str],
+    connection: ZoomConnection | None = None,
+    zak_from_service_account: bool = False,
+    bot_name: str = "Recall Bot",
+    join_at: datetime | None = None,
+    metadata: dict | None = None,
+    bypass_waiting_room: bool = False,
+) -> Bot:
+    try:
+        link = parse_zoom_url(meeting_url)
+    except MeetingUrlError as exc:
+        raise LaunchError(str(exc)) from None
+    meeting_id = link.meeting_id
+    if not meeting_id and link.vanity and connection is not None and connection.pmi:
+        meeting_id = connection.pmi  # a /my/ personal link opens the host's PMI
+    kinds = list(dict.fromkeys(token_kinds))
+    needs_user_connection = bool({Bot.TokenKind.OBF, Bot.TokenKind.JOIN_TOKEN} & set(kinds)) or (
+        Bot.TokenKind.ZAK in kinds and not zak_from_service_account
+    )
+    if needs_user_connection and (connection is None or not connection.is_usable):
+        raise LaunchError("Connect a Zoom account first (or reconnect it): the chosen tokens come from it.")
+
+    zoom_config = (
+        bot_zoom_config(
+            connection=connection,
+            meeting_id=meeting_id,
+            token_kinds=[k for k in kinds if not (k == Bot.TokenKind.ZAK and zak_from_service_account)],
+            bypass_waiting_room=bypass_waiting_room,
+        )
+        if connection is not None
+        else {}
+    )
+    if Bot.TokenKind.ZAK in kinds and zak_from_service_account:
+        service = service_account_connection()
+        if service is None:
+            raise LaunchError("No service account is set: staff mark one Zoom connection as the service account.")
+        zoom_config["zak_url"] = service.zak_url
+
+    payload: dict = {"meeting_url": link.url, "bot_name": bot_name}
+    if zoom_config:
+        payload["zoom"] = zoom_config
+    if join_at:
+        payload["join_at"] = join_at.isoformat()
+    bot_metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+    bot = Bot.objects.create(
+        user=user,
+        connection=connection,
+        meeting_url=link.url,
+        meeting_id=meeting_id,
+        meeting_passcode=link.passcode,
+        token_kinds=kinds,
+        bot_name=bot_name,
+        join_at=join_at,
+        metadata=bot_metadata,
+    )
+    payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
+    if Bot.TokenKind.OBF in kinds:
+        payload["automatic_leave"] = {"waiting_room_timeout": OBF_WAITING_ROOM_TIMEOUT}
+    try:
+        body = recall_client().create_bot(payload)
+    except recall.RecallError as exc:
+        bot.status = "launch_failed"
+        bot.last_error = str(exc)[:500]
+        bot.save(update_fields=["status", "last_error"])
+        raise LaunchError(f"Recall did not create the bot: {exc}") from None
+    bot.recall_id = body["id"]
+    _apply_status_changes(bot, body.get("status_changes") or [])
+    bot.save()
+    logger.info("bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
+    return bot
+
+
+def _parse_time(value) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_datetime(str(value))
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
+
+
+def _apply_status_changes(bot: Bot, changes: list[dict]) -> None:
+    for change in changes:
+        occurred_at = _parse_time(change.get("created_at") or change.get("updated_at")) or timezone.now()
+        if bot.status_updated_at is None or occurred_at >= bot.status_updated_at:
+            bot.status = change.get("code", bot.status)
+            bot.sub_code = change.get("sub_code") or ""
+            bot.status_updated_at = occurred_at
+
+
+def bot_record_status(
+    *, recall_bot_id: str, code: str, sub_code: str | None, occurred_at: str | None, webhook_id: str
+) -> bool:
+    """Append a status event (idempotent on webhook_id). Returns False for a duplicate."""
+    bot = Bot.objects.filter(recall_id=recall_bot_id).first()
+    if bot is None:
+        logger.info("status for an unknown bot", extra={"recall_bot": recall_bot_id})
+        return False
+    when = _parse_time(occurred_at) or timezone.now()
+    try:
+        with transaction.atomic():
+            BotStatusChange.objects.create(
+                bot=bot, code=code, sub_code=sub_code or "", occurred_at=when, webhook_id=webhook_id or None
+            )
+    except IntegrityError:
+        return False
+    with transaction.atomic():
+        bot = Bot.objects.select_for_update().get(pk=bot.pk)
+        _apply_status_changes(bot, [{"code": code, "sub_code": sub_code, "created_at": when.isoformat()}])
+        bot.save(update_fields=["status", "sub_code", "status_updated_at"])
+    return True

@@ -1,0 +1,36 @@
+import logging
+
+from celery import shared_task
+
+from zoomauth.models import ZoomConnection
+
+from . import recall
+from .models import RecallCredential
+from .services import credential_create_customer_managed, credential_sync_status
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=6)
+def register_credential(self, connection_id: int) -> None:
+    connection = ZoomConnection.objects.select_related("app").filter(pk=connection_id).first()
+    if connection is None or not connection.is_usable or connection.token_source != ZoomConnection.TokenSource.LOCAL:
+        return
+    try:
+        credential_create_customer_managed(connection=connection)
+    except recall.RecallRetryableError as exc:
+        raise self.retry(countdown=exc.retry_after or 30 * 2**self.request.retries) from None
+    except recall.RecallError as exc:
+        logger.warning("recall refused the credential: %s", exc, extra={"connection": connection.public_id})
+
+
+@shared_task(ignore_result=True)
+def sync_credential_statuses() -> int:
+    count = 0
+    for credential in RecallCredential.objects.select_related("recall_app").iterator():
+        try:
+            credential_sync_status(credential=credential)
+            count += 1
+        except recall.RecallError as exc:
+            logger.info("credential status sync failed: %s", exc, extra={"credential": credential.recall_id})
+    return count

@@ -1,0 +1,121 @@
+import json
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from zoomauth.models import ZoomConnection
+
+from . import signing
+from .forms import LaunchForm
+from .models import Bot
+from .serializers import BotSerializer, ConnectionSerializer, LaunchBotSerializer
+from .services import LaunchError, bot_launch, bot_record_status
+
+logger = logging.getLogger(__name__)
+
+
+@login_required
+def launch(request):
+    form = LaunchForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            bot = bot_launch(
+                user=request.user,
+                meeting_url=data["meeting_url"],
+                token_kinds=data["token_kinds"],
+                connection=data["connection"],
+                zak_from_service_account=data["zak_from_service_account"],
+                bypass_waiting_room=data["bypass_waiting_room"],
+                bot_name=data["bot_name"],
+            )
+        except LaunchError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Bot launched.")
+            return redirect("recallbots:bot", public_id=bot.public_id)
+    bots = Bot.objects.filter(user=request.user)[:20]
+    return render(request, "recallbots/launch.html", {"form": form, "bots": bots}, status=400 if form.errors else 200)
+
+
+@login_required
+def bot_detail(request, public_id):
+    bot = get_object_or_404(Bot.objects.prefetch_related("status_changes"), public_id=public_id, user=request.user)
+    return render(request, "recallbots/bot.html", {"bot": bot})
+
+
+class ConnectionListView(ListAPIView):
+    """The caller's Zoom connections with their callback URLs."""
+
+    serializer_class = ConnectionSerializer
+
+    def get_queryset(self):
+        return ZoomConnection.objects.filter(user=self.request.user).select_related("app").order_by("-created_at")
+
+
+class BotListCreateView(APIView):
+    @extend_schema(responses=BotSerializer(many=True))
+    def get(self, request):
+        bots = (
+            Bot.objects.filter(user=request.user).select_related("connection").prefetch_related("status_changes")[:100]
+        )
+        return Response(BotSerializer(bots, many=True).data)
+
+    @extend_schema(request=LaunchBotSerializer, responses={201: BotSerializer})
+    def post(self, request):
+        serializer = LaunchBotSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            bot = bot_launch(user=request.user, **data)
+        except LaunchError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return Response(BotSerializer(bot).data, status=status.HTTP_201_CREATED)
+
+
+class BotDetailView(RetrieveAPIView):
+    serializer_class = BotSerializer
+    lookup_field = "public_id"
+
+    def get_queryset(self):
+        return Bot.objects.filter(user=self.request.user).prefetch_related("status_changes")
+
+
+@csrf_exempt
+@require_POST
+def recall_webhook(request):
+    """Bot status events from Recall, signed the Standard Webhooks (or svix) way."""
+    secret = settings.RECALL_VERIFICATION_SECRET
+    if not secret:
+        return HttpResponse("RECALL_VERIFICATION_SECRET is not configured.", status=503, content_type="text/plain")
+    try:
+        webhook_id = signing.verify(secret=secret, headers=request.headers, body=request.body)
+    except signing.SignatureError as exc:
+        return HttpResponse(f"Bad signature: {exc}.", status=401, content_type="text/plain")
+    try:
+        event = json.loads(request.body)
+        data = event["data"]
+        status_data, bot_data = data["data"], data["bot"]
+    except (ValueError, KeyError, TypeError):
+        return HttpResponse("Not a bot status event.", status=400, content_type="text/plain")
+    if not str(event.get("event", "")).startswith("bot."):
+        return HttpResponse("ignored", content_type="text/plain")
+    bot_record_status(
+        recall_bot_id=str(bot_data.get("id", "")),
+        code=str(status_data.get("code", "")),
+        sub_code=status_data.get("sub_code"),
+        occurred_at=status_data.get("updated_at"),
+        webhook_id=webhook_id,
+    )
+    return HttpResponse("ok", content_type="text/plain")

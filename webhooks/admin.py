@@ -1,0 +1,84 @@
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from .models import DeliveryAttempt, ExtraForwardTarget, WebhookRejection, ZoomWebhookDelivery
+from .services import delivery_replay
+from .tasks import enqueue_safely, forward_delivery
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ("attempted_at", "status_code", "latency_ms", "error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ZoomWebhookDelivery)
+class ZoomWebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("received_at", "app", "event", "status", "attempts", "last_error", "body_size", "connection")
+    list_filter = ("status", "app", "event")
+    search_fields = ("body_sha256", "event")
+    list_select_related = ("app", "connection")
+    fields = (
+        "app",
+        "event",
+        "connection",
+        "status",
+        "target_url",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "body_size",
+        "body_sha256",
+        "content_type",
+        "zm_request_timestamp",
+        "received_at",
+        "delivered_at",
+        "processed_at",
+    )
+    readonly_fields = fields
+    inlines = (DeliveryAttemptInline,)
+    actions = ("replay_now", "mark_resolved")
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="body size (bytes)")
+    def body_size(self, obj):
+        return obj.body_size
+
+    @admin.action(description="Replay now")
+    def replay_now(self, request, queryset):
+        for delivery in queryset.exclude(target_url=""):
+            delivery_replay(delivery=delivery)
+            enqueue_safely(forward_delivery, delivery.pk)
+        messages.success(request, "Queued for delivery.")
+
+    @admin.action(description="Mark resolved (stop retrying)")
+    def mark_resolved(self, request, queryset):
+        count = queryset.exclude(status=ZoomWebhookDelivery.Status.DELIVERED).update(
+            status=ZoomWebhookDelivery.Status.RESOLVED,
+            last_error=f"resolved by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
+        )
+        messages.success(request, f"Marked {count} delivery(ies) resolved.")
+
+
+@admin.register(WebhookRejection)
+class WebhookRejectionAdmin(admin.ModelAdmin):
+    list_display = ("rejected_at", "app", "reason", "client_address")
+    list_filter = ("app",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ExtraForwardTarget)
+class ExtraForwardTargetAdmin(admin.ModelAdmin):
+    list_display = ("app", "url", "enabled")

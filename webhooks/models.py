@@ -1,0 +1,123 @@
+import hashlib
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from zoomauth.models import ZoomApp, ZoomConnection
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def due(self, *, now: datetime | None = None):
+        """Pending deliveries whose next attempt is due (or overdue: lost from the queue)."""
+        return self.filter(status=ZoomWebhookDelivery.Status.PENDING, next_attempt_at__lte=now or timezone.now())
+
+
+class ZoomWebhookDelivery(models.Model):
+    """A Zoom event as received: the exact bytes and the headers that must travel with them."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        RESOLVED = "resolved", "Resolved by staff"
+
+    app = models.ForeignKey(ZoomApp, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    connection = models.ForeignKey(
+        ZoomConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_deliveries"
+    )
+    event = models.CharField(max_length=100, blank=True)
+    body = models.BinaryField()
+    body_sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=100, default="application/json")
+    zm_request_timestamp = models.CharField(max_length=20)
+    zm_signature = models.CharField(max_length=100)
+    target_url = models.URLField(max_length=500, blank=True, help_text="Where it goes (Recall's per-app webhook URL).")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.CharField(max_length=300, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True, help_text="When local handling ran.")
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "Zoom webhook delivery"
+        verbose_name_plural = "Zoom webhook deliveries"
+        ordering = ("-received_at",)
+        constraints = [
+            # Zoom's retries of one event carry the same body (event_ts included): keep one.
+            models.UniqueConstraint(
+                fields=["app", "target_url", "body_sha256"], name="one_delivery_per_event_and_target"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event or 'event'} → {self.get_status_display()}"
+
+    @staticmethod
+    def digest(body: bytes) -> str:
+        return hashlib.sha256(body).hexdigest()
+
+    @property
+    def body_size(self) -> int:
+        return len(self.body or b"")
+
+    def give_up_at(self) -> datetime:
+        return self.received_at + settings.WEBHOOK_FORWARD_PERIOD
+
+    def schedule_retry(self, *, retry_after: float | None = None, now: datetime | None = None) -> bool:
+        """Exponential backoff with full jitter; False once the forwarding period is over."""
+        now = now or timezone.now()
+        base = min(3600.0, 10.0 * 2 ** max(0, self.attempts - 1))
+        delay = max(retry_after or 0.0, random.uniform(base / 2, base))
+        when = now + timedelta(seconds=delay)
+        if when > self.give_up_at():
+            return False
+        self.next_attempt_at = when
+        return True
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(ZoomWebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    error = models.CharField(max_length=300, blank=True)
+    attempted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-attempted_at",)
+
+    def __str__(self) -> str:
+        return f"{self.status_code or self.error}"
+
+
+class WebhookRejection(models.Model):
+    """A refused Zoom request: why and when (never the body)."""
+
+    app = models.ForeignKey(ZoomApp, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_rejections")
+    reason = models.CharField(max_length=200)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    rejected_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-rejected_at",)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class ExtraForwardTarget(models.Model):
+    """Another place that receives every Zoom event of an app, unmodified."""
+
+    app = models.ForeignKey(ZoomApp, on_delete=models.CASCADE, related_name="extra_forward_targets")
+    url = models.URLField(max_length=500)
+    enabled = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.url

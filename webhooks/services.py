@@ -1,0 +1,186 @@
+import json
+import logging
+import time
+from datetime import timedelta
+
+import requests
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from zoomauth.models import ZoomApp, ZoomConnection, ZoomMeeting
+from zoomauth.services import connection_disconnect
+
+from .models import DeliveryAttempt, ZoomWebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+SESSION = requests.Session()
+FORWARD_TIMEOUT = 10.0
+# Recall and Zoom say nothing about 408/425; treat them like 429 and 5xx: try again later.
+RETRYABLE_STATUSES = {408, 425, 429}
+
+
+def forward_targets(app: ZoomApp) -> list[str]:
+    targets = []
+    recall_app = getattr(app, "recall_app", None)  # reverse one-to-one: None when not registered
+    if recall_app is not None:
+        targets.append(recall_app.webhook_url)
+    targets.extend(app.extra_forward_targets.filter(enabled=True).values_list("url", flat=True))
+    return targets
+
+
+def delivery_intake(
+    *, app: ZoomApp, body: bytes, timestamp: str, signature: str, content_type: str, event: str
+) -> list[int]:
+    """Persist the event once per target (Zoom's retries are recognised by the body's hash).
+
+    Returns the ids of the rows created now; an empty list means a duplicate. With no target
+    the event is still kept (as resolved) so that local handling runs.
+    """
+    digest = ZoomWebhookDelivery.digest(body)
+    targets = forward_targets(app) or [""]
+    created_ids = []
+    for target in targets:
+        try:
+            with transaction.atomic():
+                delivery = ZoomWebhookDelivery.objects.create(
+                    app=app,
+                    event=event[:100],
+                    body=body,
+                    body_sha256=digest,
+                    content_type=content_type[:100] or "application/json",
+                    zm_request_timestamp=timestamp[:20],
+                    zm_signature=signature[:100],
+                    target_url=target,
+                    status=ZoomWebhookDelivery.Status.PENDING if target else ZoomWebhookDelivery.Status.RESOLVED,
+                )
+        except IntegrityError:
+            continue
+        created_ids.append(delivery.pk)
+    return created_ids
+
+
+def delivery_attempt(*, delivery_id: int) -> float | None:
+    """POST the exact bytes once. Returns the delay before the next try, or None when finished."""
+    with transaction.atomic():
+        delivery = (
+            ZoomWebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(pk=delivery_id, status=ZoomWebhookDelivery.Status.PENDING)
+            .first()
+        )
+        if delivery is None:
+            return None
+        now = timezone.now()
+        if delivery.next_attempt_at > now + timedelta(seconds=1):
+            return (delivery.next_attempt_at - now).total_seconds()
+        started = time.monotonic()
+        status_code, error, retry_after = None, "", None
+        try:
+            response = SESSION.post(
+                delivery.target_url,
+                data=bytes(delivery.body),
+                headers={
+                    "Content-Type": delivery.content_type,
+                    "x-zm-request-timestamp": delivery.zm_request_timestamp,
+                    "x-zm-signature": delivery.zm_signature,
+                },
+                timeout=FORWARD_TIMEOUT,
+                allow_redirects=False,
+            )
+            status_code = response.status_code
+            if status_code == 429:
+                from zoomauth.zoom import parse_retry_after
+
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except requests.RequestException as exc:
+            error = f"{type(exc).__name__}"
+        latency_ms = int((time.monotonic() - started) * 1000)
+        DeliveryAttempt.objects.create(delivery=delivery, status_code=status_code, latency_ms=latency_ms, error=error)
+        delivery.attempts += 1
+        next_delay = None
+        if status_code is not None and 200 <= status_code < 300:
+            delivery.status = ZoomWebhookDelivery.Status.DELIVERED
+            delivery.delivered_at = timezone.now()
+            delivery.last_error = ""
+        elif status_code is None or status_code >= 500 or status_code in RETRYABLE_STATUSES:
+            delivery.last_error = error or f"HTTP {status_code}"
+            if delivery.schedule_retry(retry_after=retry_after):
+                next_delay = max(0.0, (delivery.next_attempt_at - timezone.now()).total_seconds())
+            else:
+                delivery.status = ZoomWebhookDelivery.Status.FAILED
+                delivery.last_error = f"gave up after {delivery.attempts} attempts: {delivery.last_error}"[:300]
+        else:
+            delivery.status = ZoomWebhookDelivery.Status.FAILED
+            delivery.last_error = f"HTTP {status_code}: refused by the target"
+        delivery.save()
+    logger.info(
+        "webhook forward attempt",
+        extra={"delivery": delivery.pk, "status": status_code, "error": error, "latency_ms": latency_ms},
+    )
+    return next_delay
+
+
+def delivery_replay(*, delivery: ZoomWebhookDelivery) -> None:
+    ZoomWebhookDelivery.objects.filter(pk=delivery.pk).exclude(target_url="").update(
+        status=ZoomWebhookDelivery.Status.PENDING, next_attempt_at=timezone.now()
+    )
+
+
+# --- local handling ---------------------------------------------------------------------------
+
+
+def event_handle_locally(*, delivery_id: int) -> None:
+    """Act on the events the broker itself cares about. Runs once per event."""
+    with transaction.atomic():
+        delivery = (
+            ZoomWebhookDelivery.objects.select_for_update().filter(pk=delivery_id, processed_at__isnull=True).first()
+        )
+        if delivery is None:
+            return
+        if ZoomWebhookDelivery.objects.filter(
+            app_id=delivery.app_id, body_sha256=delivery.body_sha256, processed_at__isnull=False
+        ).exists():
+            delivery.processed_at = timezone.now()
+            delivery.save(update_fields=["processed_at"])
+            return
+        try:
+            event = json.loads(bytes(delivery.body))
+        except ValueError:
+            event = {}
+        payload = event.get("payload") or {}
+        obj = payload.get("object") or {}
+        kind = event.get("event", "")
+        app = delivery.app
+        connection = None
+        if kind == "app_deauthorized":
+            connection = ZoomConnection.objects.filter(app=app, zoom_user_id=str(payload.get("user_id", ""))).first()
+        elif kind == "user.updated":
+            connection = ZoomConnection.objects.filter(app=app, zoom_user_id=str(obj.get("id", ""))).first()
+            if connection is not None and obj.get("pmi"):
+                ZoomConnection.objects.filter(pk=connection.pk).update(pmi=str(obj["pmi"]), updated_at=timezone.now())
+        elif kind == "meeting.created":
+            connection = ZoomConnection.objects.filter(app=app, zoom_user_id=str(obj.get("host_id", ""))).first()
+            if connection is not None and obj.get("id"):
+                ZoomMeeting.objects.update_or_create(
+                    meeting_id=str(obj["id"]),
+                    defaults={"host_connection": connection, "topic": str(obj.get("topic", ""))[:300]},
+                )
+        delivery.connection = connection
+        delivery.processed_at = timezone.now()
+        delivery.save(update_fields=["connection", "processed_at"])
+    if kind == "app_deauthorized" and connection is not None and connection.status != ZoomConnection.Status.REVOKED:
+        # Zoom's data-compliance rule: the user removed the app, so purge what we hold for them.
+        connection_disconnect(connection=connection, revoke_at_zoom=False, reason="The user removed the app in Zoom.")
+
+
+def deliveries_sweep(*, grace_seconds: int = 30) -> tuple[list[int], list[int]]:
+    """Rows whose enqueue was lost (broker down, process stopped): due deliveries and
+    unhandled events older than the grace period."""
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    due = list(ZoomWebhookDelivery.objects.due(now=cutoff).values_list("pk", flat=True)[:500])
+    unhandled = list(
+        ZoomWebhookDelivery.objects.filter(processed_at__isnull=True, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:500]
+    )
+    return due, unhandled

@@ -1,0 +1,75 @@
+import json
+import logging
+
+from django.db import transaction
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from zoomauth.models import ZoomApp
+
+from . import zoom_signature
+from .models import WebhookRejection
+from .services import delivery_intake
+from .tasks import enqueue_safely, forward_delivery, handle_zoom_event
+
+logger = logging.getLogger(__name__)
+
+
+def _reject(request, app: ZoomApp, reason: str, status: int = 401) -> HttpResponse:
+    WebhookRejection.objects.create(
+        app=app, reason=reason[:200], client_address=request.META.get("REMOTE_ADDR") or None
+    )
+    logger.info("zoom webhook rejected", extra={"app": app.pk, "reason": reason})
+    return HttpResponse(f"Rejected: {reason}.", status=status, content_type="text/plain")
+
+
+@csrf_exempt
+@require_POST
+def zoom_webhook(request, app_public_id):
+    """Verify on the raw bytes, persist them, answer Zoom at once; forward and handle in tasks."""
+    app = get_object_or_404(ZoomApp, public_id=app_public_id)
+    body = request.body
+    timestamp = request.headers.get("x-zm-request-timestamp", "")
+    signature = request.headers.get("x-zm-signature", "")
+    try:
+        zoom_signature.verify(secret=app.webhook_secret, timestamp=timestamp, signature=signature, body=body)
+    except zoom_signature.ZoomSignatureError as exc:
+        return _reject(request, app, str(exc))
+    try:
+        event = json.loads(body)
+        event_name = str(event.get("event", ""))
+    except (ValueError, AttributeError):
+        return _reject(request, app, "body is not a JSON object", status=400)
+
+    answer = None
+    if event_name == "endpoint.url_validation":
+        plain_token = str((event.get("payload") or {}).get("plainToken", ""))
+        if not plain_token:
+            return _reject(request, app, "url_validation without plainToken", status=400)
+        answer = zoom_signature.url_validation_answer(secret=app.webhook_secret, plain_token=plain_token)
+
+    with transaction.atomic():
+        created = delivery_intake(
+            app=app,
+            body=body,
+            timestamp=timestamp,
+            signature=signature,
+            content_type=request.headers.get("Content-Type", "application/json"),
+            event=event_name,
+        )
+        if created:
+            # After commit, so that a worker never looks for a row that is not there yet.
+            transaction.on_commit(lambda: _enqueue(created))
+    if not created:
+        logger.info("zoom webhook duplicate dropped", extra={"app": app.pk, "zoom_event": event_name})
+    if answer is not None:
+        return JsonResponse(answer)
+    return HttpResponse(status=200)
+
+
+def _enqueue(delivery_ids: list[int]) -> None:
+    for delivery_id in delivery_ids:
+        enqueue_safely(forward_delivery, delivery_id)
+    enqueue_safely(handle_zoom_event, delivery_ids[0])

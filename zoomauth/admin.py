@@ -1,0 +1,192 @@
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from . import zoom
+from .models import CallbackLog, ZoomApp, ZoomConnection, ZoomMeeting
+from .services import ConnectionUnusable, connection_disconnect, connection_fresh_access_token
+
+
+class ZoomAppForm(forms.ModelForm):
+    """Secrets are write-only: the form never shows them, and an empty field keeps the old value."""
+
+    client_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), help_text="Leave empty to keep the current one."
+    )
+    webhook_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Zoom's Secret Token (Features → Event subscriptions). Leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = ZoomApp
+        fields = (
+            "name",
+            "kind",
+            "client_id",
+            "client_secret",
+            "webhook_secret",
+            "redirect_uri_override",
+            "expected_scopes",
+            "credential_mode",
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.pop("client_secret", None)
+        self.initial.pop("webhook_secret", None)
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in ("client_secret", "webhook_secret"):
+            if not cleaned.get(name) and self.instance.pk:
+                cleaned[name] = getattr(ZoomApp.objects.get(pk=self.instance.pk), name)
+        return cleaned
+
+
+@admin.register(ZoomApp)
+class ZoomAppAdmin(admin.ModelAdmin):
+    form = ZoomAppForm
+    list_display = ("name", "kind", "client_id", "credential_mode", "connection_count", "created_at")
+    readonly_fields = ("public_id", "redirect_uri", "webhook_url", "marketplace_settings", "created_at", "updated_at")
+
+    @admin.display(description="connections")
+    def connection_count(self, obj):
+        return obj.connections.count()
+
+    @admin.display(description="What to paste into Zoom's Marketplace")
+    def marketplace_settings(self, obj):
+        if not obj.pk:
+            return "Save the app first."
+        return format_html(
+            "<p>OAuth redirect URL and allow list: <code>{}</code></p>"
+            "<p>Event notification endpoint URL: <code>{}</code> (events: Meeting has been created; "
+            "User's profile info has been updated; App deauthorized)</p>"
+            "<p>Scopes: <code>user:read:user</code> (PMI), <code>user:read:zak</code> (ZAK), "
+            "<code>user:read:token</code> (OBF), <code>meeting:read:local_recording_token</code> (join token); "
+            "Recall-managed also needs <code>meeting:read:list_meetings meeting:read:meeting</code>.</p>",
+            obj.redirect_uri,
+            obj.webhook_url,
+        )
+
+
+@admin.register(ZoomConnection)
+class ZoomConnectionAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "user",
+        "zoom_user_id",
+        "app",
+        "status",
+        "token_source",
+        "is_service_account",
+        "access_token_expires_at",
+        "last_refreshed_at",
+        "consecutive_failures",
+    )
+    list_filter = ("status", "app", "token_source", "is_service_account")
+    search_fields = ("email", "zoom_user_id", "user__username", "user__email")
+    list_select_related = ("user", "app")
+    actions = ("refresh_now", "disconnect", "rotate_callback_secret")
+    fields = (
+        "user",
+        "app",
+        "zoom_user_id",
+        "zoom_account_id",
+        "email",
+        "pmi",
+        "scopes",
+        "status",
+        "is_service_account",
+        "token_source",
+        "access_token_expires_at",
+        "refresh_token_issued_at",
+        "last_refreshed_at",
+        "consecutive_failures",
+        "last_error",
+        "callback_urls",
+        "callback_secret_rotated_at",
+        "created_at",
+        "updated_at",
+        "revoked_at",
+    )
+    readonly_fields = tuple(f for f in fields if f not in ("is_service_account",)) + ()
+
+    def has_add_permission(self, request):
+        return False  # connections are made by their users through Zoom's consent screen
+
+    @admin.display(description="Callback URLs (secret: do not share)")
+    def callback_urls(self, obj):
+        if obj.status == ZoomConnection.Status.REVOKED:
+            return "—"
+        return format_html(
+            "<p>access_token_callback_url: <code>{}</code></p><p>zoom.zak_url: <code>{}</code></p>",
+            obj.access_token_callback_url,
+            obj.zak_url,
+        )
+
+    @admin.action(description="Refresh the access token now")
+    def refresh_now(self, request, queryset):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        done = failed = 0
+        for connection in queryset:
+            try:
+                connection_fresh_access_token(
+                    connection_id=connection.pk, min_validity=timedelta(0), refresh_if_refreshed_before=timezone.now()
+                )
+                done += 1
+            except (ConnectionUnusable, zoom.ZoomError) as exc:
+                failed += 1
+                messages.error(request, f"{connection}: {exc}")
+        if done:
+            messages.success(request, f"Refreshed {done} connection(s).")
+
+    @admin.action(description="Disconnect (revoke at Zoom, wipe tokens)")
+    def disconnect(self, request, queryset):
+        for connection in queryset.exclude(status=ZoomConnection.Status.REVOKED):
+            connection_disconnect(connection=connection, reason="Disconnected by staff.")
+        messages.success(request, "Disconnected.")
+
+    @admin.action(description="Rotate the callback secret (old URLs stop working)")
+    def rotate_callback_secret(self, request, queryset):
+        for connection in queryset:
+            connection.rotate_callback_secret()
+            connection.save(
+                update_fields=["callback_secret", "callback_secret_hash", "callback_secret_rotated_at", "updated_at"]
+            )
+        messages.warning(request, "Callback secrets rotated: update the URLs given to Recall (credentials, bots).")
+
+
+@admin.register(ZoomMeeting)
+class ZoomMeetingAdmin(admin.ModelAdmin):
+    list_display = ("meeting_id", "host_connection", "topic", "created_at")
+    search_fields = ("meeting_id",)
+
+
+@admin.register(CallbackLog)
+class CallbackLogAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "kind",
+        "connection",
+        "meeting_id",
+        "status_code",
+        "outcome",
+        "latency_ms",
+        "zoom_calls",
+        "signature_checked",
+        "client_address",
+    )
+    list_filter = ("kind", "status_code", "signature_checked")
+    search_fields = ("meeting_id", "connection__email", "connection__zoom_user_id")
+    list_select_related = ("connection", "connection__app")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

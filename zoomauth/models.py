@@ -1,0 +1,255 @@
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from brokerproject.crypto import StrictEncryptedTextField
+
+
+def public_url(path: str, query: dict | None = None) -> str:
+    url = settings.PUBLIC_BASE_URL + path
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+class ZoomApp(models.Model):
+    """A Zoom Marketplace app (General app, OAuth) whose users connect through the broker."""
+
+    class Kind(models.TextChoices):
+        USER_LEVEL = "user_level", "User-managed"
+        ACCOUNT_LEVEL = "account_level", "Admin-managed (account level)"
+
+    class CredentialMode(models.TextChoices):
+        CUSTOMER_MANAGED = "customer_managed", "Customer-managed (the broker keeps the tokens)"
+        RECALL_MANAGED = "recall_managed", "Recall-managed (Recall keeps the tokens)"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.USER_LEVEL)
+    client_id = models.CharField(max_length=100, unique=True)
+    client_secret = StrictEncryptedTextField(blank=True)
+    webhook_secret = StrictEncryptedTextField(blank=True, help_text="Zoom's 'Secret Token' for event notifications.")
+    redirect_uri_override = models.URLField(
+        blank=True, help_text="Leave empty to use PUBLIC_BASE_URL + /zoom/callback/ (it must match Zoom exactly)."
+    )
+    expected_scopes = models.CharField(
+        max_length=500,
+        blank=True,
+        default="user:read:user user:read:zak user:read:token meeting:read:local_recording_token",
+        help_text="Space-separated scopes the app is configured with in Zoom's Marketplace.",
+    )
+    credential_mode = models.CharField(
+        max_length=20, choices=CredentialMode.choices, default=CredentialMode.CUSTOMER_MANAGED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Zoom app"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.redirect_uri_override or public_url(reverse("zoomauth:callback"))
+
+    @property
+    def webhook_url(self) -> str:
+        return public_url(reverse("webhooks:zoom", kwargs={"app_public_id": self.public_id}))
+
+
+class ZoomConnectionQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status=ZoomConnection.Status.ACTIVE)
+
+    def due_for_refresh(self, *, now: datetime | None = None):
+        """Locally held tokens that expire within the refresh window, or sat unused too long.
+
+        Both branches are served by the (status, token_source, ...) indexes below, so a beat
+        tick costs in proportion to the rows that are due, not to the table.
+        """
+        now = now or timezone.now()
+        return (
+            self.active()
+            .filter(token_source=ZoomConnection.TokenSource.LOCAL)
+            .filter(
+                Q(access_token_expires_at__lt=now + settings.ZOOM_REFRESH_WINDOW)
+                | Q(last_refreshed_at__lt=now - settings.ZOOM_REFRESH_KEEPALIVE)
+            )
+        )
+
+
+class ZoomConnection(models.Model):
+    """One Zoom user's grant to one Zoom app, held for one of the customer's users."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        NEEDS_RECONNECT = "needs_reconnect", "Needs reconnect"
+        REVOKED = "revoked", "Revoked"
+
+    class TokenSource(models.TextChoices):
+        LOCAL = "local", "Kept by the broker"
+        RECALL = "recall", "Kept by Recall (Recall-managed)"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="zoom_connections")
+    app = models.ForeignKey(ZoomApp, on_delete=models.PROTECT, related_name="connections")
+    zoom_user_id = models.CharField(max_length=64)
+    zoom_account_id = models.CharField(max_length=64, blank=True)
+    email = models.EmailField(blank=True)
+    pmi = models.CharField("personal meeting ID", max_length=20, blank=True)
+    scopes = models.TextField(blank=True)
+    token_source = models.CharField(max_length=10, choices=TokenSource.choices, default=TokenSource.LOCAL)
+    access_token = StrictEncryptedTextField(blank=True)
+    refresh_token = StrictEncryptedTextField(blank=True)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_token_issued_at = models.DateTimeField(null=True, blank=True)
+    # Bumped on every token write: tells a lost refresh race from a revoked grant.
+    token_generation = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    is_service_account = models.BooleanField(
+        default=False, help_text="Its ZAK signs bots into sign-in-required meetings when no user is named."
+    )
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+    # The callback secret: its hash authenticates Recall's GETs; the encrypted copy lets the
+    # broker show the full callback URLs to staff and to the user again.
+    callback_secret_hash = models.CharField(max_length=64, blank=True)
+    callback_secret = StrictEncryptedTextField(blank=True)
+    callback_secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ZoomConnectionQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "Zoom connection"
+        constraints = [
+            models.UniqueConstraint(fields=["app", "zoom_user_id"], name="one_connection_per_app_and_zoom_user"),
+            models.UniqueConstraint(
+                fields=["is_service_account"], condition=Q(is_service_account=True), name="one_service_account"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "token_source", "access_token_expires_at"], name="conn_due_expiry"),
+            models.Index(fields=["status", "token_source", "last_refreshed_at"], name="conn_due_keepalive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email or self.zoom_user_id} in {self.app}"
+
+    def expires_within(self, delta: timedelta, *, now: datetime | None = None) -> bool:
+        if not self.access_token or self.access_token_expires_at is None:
+            return True
+        return self.access_token_expires_at - (now or timezone.now()) < delta
+
+    @property
+    def is_usable(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    def store_tokens(self, *, access_token: str, refresh_token: str, expires_in: int, scope: str) -> None:
+        now = timezone.now()
+        self.access_token = access_token
+        self.refresh_token = refresh_token
+        self.access_token_expires_at = now + timedelta(seconds=expires_in)
+        self.refresh_token_issued_at = now
+        self.last_refreshed_at = now
+        if scope:
+            self.scopes = scope
+        self.token_generation += 1
+        self.consecutive_failures = 0
+        self.last_error = ""
+        self.status = self.Status.ACTIVE
+        self.revoked_at = None
+
+    def wipe_tokens(self) -> None:
+        self.access_token = ""
+        self.refresh_token = ""
+        self.access_token_expires_at = None
+        self.token_generation += 1
+
+    # --- callback secret -----------------------------------------------------------------
+    def rotate_callback_secret(self) -> str:
+        raw = secrets.token_urlsafe(32)  # 256 bits
+        self.callback_secret = raw
+        self.callback_secret_hash = hashlib.sha256(raw.encode()).hexdigest()
+        self.callback_secret_rotated_at = timezone.now()
+        return raw
+
+    def check_callback_secret(self, raw: str) -> bool:
+        if not self.callback_secret_hash or not raw:
+            return False
+        candidate = hashlib.sha256(raw.encode()).hexdigest()
+        return hmac.compare_digest(candidate, self.callback_secret_hash)
+
+    def callback_url(self, kind: str, **extra: str) -> str:
+        """A token URL for Recall: the connection and its secret ride in the query string."""
+        query = {"connection": str(self.public_id), "auth_token": self.callback_secret, **extra}
+        return public_url(reverse("zoomauth:token-callback", kwargs={"kind": kind}), query)
+
+    @property
+    def access_token_callback_url(self) -> str:
+        return self.callback_url("access-token")
+
+    @property
+    def zak_url(self) -> str:
+        return self.callback_url("zak")
+
+
+class ZoomMeeting(models.Model):
+    """Which connection hosts a meeting, learnt from meeting.created (for join tokens)."""
+
+    meeting_id = models.CharField(max_length=20, unique=True)
+    host_connection = models.ForeignKey(ZoomConnection, on_delete=models.CASCADE, related_name="hosted_meetings")
+    topic = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.meeting_id
+
+
+class CallbackLogQuerySet(models.QuerySet):
+    def expired(self, *, now: datetime | None = None):
+        return self.filter(created_at__lt=(now or timezone.now()) - settings.CALLBACK_LOG_RETENTION)
+
+
+class CallbackLog(models.Model):
+    """One token callback served (or refused). Never the token itself."""
+
+    class Kind(models.TextChoices):
+        ACCESS_TOKEN = "access-token", "Access token"
+        ZAK = "zak", "ZAK"
+        OBF = "obf", "OBF token"
+        JOIN_TOKEN = "join-token", "Join token (local recording)"
+
+    connection = models.ForeignKey(
+        ZoomConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="callback_logs"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    meeting_id = models.CharField(max_length=20, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+    outcome = models.CharField(max_length=200)
+    latency_ms = models.PositiveIntegerField()
+    zoom_calls = models.PositiveSmallIntegerField(default=0)
+    signature_checked = models.BooleanField(default=False)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = CallbackLogQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "token callback"
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status_code}"

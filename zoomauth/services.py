@@ -1,0 +1,320 @@
+import base64
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import zoom
+from .models import ZoomApp, ZoomConnection
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "zoom_oauth_pending"
+STATE_MAX_AGE = timedelta(minutes=10)
+MAX_PENDING_STATES = 5
+
+
+class ConnectionUnusable(Exception):
+    """The connection cannot produce tokens now (needs reconnect, revoked, or missing)."""
+
+    def __init__(self, message: str, *, status: str):
+        super().__init__(message)
+        self.status = status
+
+
+class ConnectFlowError(Exception):
+    """A failed connect attempt, with what to tell the person and the HTTP status for the page."""
+
+    def __init__(self, message: str, *, http_status: int):
+        super().__init__(message)
+        self.http_status = http_status
+
+
+@dataclass(frozen=True)
+class FreshToken:
+    token: str
+    expires_at: datetime
+    zoom_calls: int = 0
+
+    def __repr__(self) -> str:
+        return f"FreshToken(expires_at={self.expires_at.isoformat()}, zoom_calls={self.zoom_calls})"
+
+
+# --- connect flow ----------------------------------------------------------------------------
+
+
+def _pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(64)[:96]
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def connection_start_authorization(*, session, app: ZoomApp) -> str:
+    """Remember a single-use state and PKCE verifier in the session; return Zoom's authorize URL."""
+    state = secrets.token_urlsafe(32)
+    verifier, challenge = _pkce_pair()
+    pending = session.get(SESSION_KEY, {})
+    # Keep the few newest, so two tabs work but the session cannot grow without bound.
+    newest = sorted(pending.items(), key=lambda item: item[1]["created_at"])[-(MAX_PENDING_STATES - 1) :]
+    pending = dict(newest)
+    pending[state] = {"app_id": app.pk, "verifier": verifier, "created_at": time.time()}
+    session[SESSION_KEY] = pending
+    return zoom.authorize_url(
+        client_id=app.client_id, redirect_uri=app.redirect_uri, state=state, code_challenge=challenge
+    )
+
+
+def _pop_pending(session, state: str) -> dict:
+    pending = session.get(SESSION_KEY, {})
+    entry = pending.pop(state, None) if state else None
+    session[SESSION_KEY] = pending
+    if entry is None:
+        raise ConnectFlowError(
+            "This sign-in link is unknown or was already used. Start the connection again from this site.",
+            http_status=400,
+        )
+    if time.time() - entry["created_at"] > STATE_MAX_AGE.total_seconds():
+        raise ConnectFlowError("This sign-in attempt expired. Start the connection again.", http_status=400)
+    return entry
+
+
+def connection_complete_authorization(*, session, user, state: str, code: str) -> ZoomConnection:
+    entry = _pop_pending(session, state)
+    if not code:
+        raise ConnectFlowError("Zoom sent no authorization code. Start the connection again.", http_status=400)
+    app = ZoomApp.objects.filter(pk=entry["app_id"]).first()
+    if app is None:
+        raise ConnectFlowError("This Zoom app no longer exists. Ask an administrator.", http_status=400)
+
+    if app.credential_mode == ZoomApp.CredentialMode.RECALL_MANAGED:
+        from recallbots.services import credential_create_recall_managed
+
+        return credential_create_recall_managed(
+            user=user, app=app, code=code, redirect_uri=app.redirect_uri, code_verifier=entry["verifier"]
+        )
+
+    try:
+        tokens = zoom.exchange_code(
+            client_id=app.client_id,
+            client_secret=app.client_secret,
+            code=code,
+            redirect_uri=app.redirect_uri,
+            code_verifier=entry["verifier"],
+        )
+        me = zoom.get_me(access_token=tokens.access_token)
+    except zoom.ZoomInvalidGrantError:
+        raise ConnectFlowError(
+            "Zoom did not accept the authorization (it expired or was already used). Connect again.",
+            http_status=400,
+        ) from None
+    except zoom.ZoomRetryableError as exc:
+        logger.warning("zoom connect failed: %s", exc, extra={"app": app.pk})
+        raise ConnectFlowError(
+            "Zoom is not answering right now. Wait a minute and connect again.", http_status=503
+        ) from None
+    except zoom.ZoomPermanentError as exc:
+        logger.warning("zoom connect refused: %s", exc, extra={"app": app.pk})
+        raise ConnectFlowError(
+            "Zoom refused the connection. Check the app's credentials and scopes, then connect again.",
+            http_status=502,
+        ) from None
+
+    connection = connection_save_grant(user=user, app=app, me=me, tokens=tokens)
+    _after_connect(connection)
+    return connection
+
+
+def connection_save_grant(
+    *, user, app: ZoomApp, me: zoom.ZoomUser, tokens: zoom.TokenSet | None, token_source: str = "local"
+) -> ZoomConnection:
+    """Create the connection, or replace the tokens of the existing one (reconnect)."""
+    with transaction.atomic():
+        connection = ZoomConnection.objects.select_for_update().filter(
+            app=app, zoom_user_id=me.id
+        ).first() or ZoomConnection(app=app, zoom_user_id=me.id)
+        if connection.pk and connection.user_id != user.pk:
+            logger.info("zoom connection moves to another user", extra={"connection": connection.public_id})
+        connection.user = user
+        connection.zoom_account_id = me.account_id
+        connection.email = me.email
+        connection.pmi = me.pmi
+        connection.token_source = token_source
+        if tokens is not None:
+            connection.store_tokens(
+                access_token=tokens.access_token,
+                refresh_token=tokens.refresh_token,
+                expires_in=tokens.expires_in,
+                scope=tokens.scope,
+            )
+        else:
+            connection.wipe_tokens()
+            connection.status = ZoomConnection.Status.ACTIVE
+            connection.revoked_at = None
+            connection.consecutive_failures = 0
+            connection.last_error = ""
+        if not connection.callback_secret_hash:
+            connection.rotate_callback_secret()
+        connection.save()
+    logger.info("zoom connection saved", extra={"connection": connection.public_id, "app": app.pk})
+    return connection
+
+
+def _after_connect(connection: ZoomConnection) -> None:
+    from recallbots.services import credential_sync_after_connect
+
+    transaction.on_commit(lambda: credential_sync_after_connect(connection_id=connection.pk))
+
+
+def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = True, reason: str = "") -> None:
+    """Revoke at Zoom (best effort), wipe the tokens, keep the row as revoked."""
+    with transaction.atomic():
+        connection = ZoomConnection.objects.select_for_update().select_related("app").get(pk=connection.pk)
+        token = connection.access_token or connection.refresh_token
+        connection.wipe_tokens()
+        connection.status = ZoomConnection.Status.REVOKED
+        connection.revoked_at = timezone.now()
+        connection.is_service_account = False
+        connection.last_error = reason[:300]
+        connection.save()
+    if revoke_at_zoom and token and connection.token_source == ZoomConnection.TokenSource.LOCAL:
+        try:
+            zoom.revoke_token(
+                client_id=connection.app.client_id, client_secret=connection.app.client_secret, token=token
+            )
+        except zoom.ZoomError as exc:
+            logger.info("zoom revoke failed (ignored): %s", exc, extra={"connection": connection.public_id})
+    from recallbots.services import credential_delete_for_connection
+
+    credential_delete_for_connection(connection_id=connection.pk)
+    logger.info("zoom connection disconnected", extra={"connection": connection.public_id})
+
+
+# --- fresh tokens ----------------------------------------------------------------------------
+
+
+def _record_failure(connection_id: int, message: str) -> None:
+    ZoomConnection.objects.filter(pk=connection_id).update(
+        consecutive_failures=F("consecutive_failures") + 1, last_error=message[:300], updated_at=timezone.now()
+    )
+
+
+def _recover_from_invalid_grant(*, connection_id: int, sent_generation: int, min_validity: timedelta) -> FreshToken:
+    """Zoom said invalid_grant. If someone else rotated the tokens meanwhile, it was a lost race:
+    use the winner's tokens. If not, the grant is dead and the user must reconnect."""
+    connection = ZoomConnection.objects.get(pk=connection_id)
+    if connection.token_generation != sent_generation:
+        if connection.is_usable and not connection.expires_within(min_validity):
+            logger.info("refresh race lost; using the winner's token", extra={"connection": connection.public_id})
+            return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
+        raise ConnectionUnusable("The connection changed while refreshing; try again.", status=connection.status)
+    marked = ZoomConnection.objects.filter(pk=connection_id, token_generation=sent_generation).update(
+        status=ZoomConnection.Status.NEEDS_RECONNECT,
+        consecutive_failures=F("consecutive_failures") + 1,
+        last_error="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
+        updated_at=timezone.now(),
+    )
+    if marked:
+        logger.warning("zoom grant is dead; connection needs reconnect", extra={"connection": connection.public_id})
+    raise ConnectionUnusable("The Zoom connection must be reconnected.", status=ZoomConnection.Status.NEEDS_RECONNECT)
+
+
+def connection_fresh_access_token(
+    *,
+    connection_id: int,
+    min_validity: timedelta,
+    refresh_if_refreshed_before: datetime | None = None,
+    timeout: float | None = None,
+) -> FreshToken:
+    """An access token valid for at least `min_validity`, refreshing at most once across processes.
+
+    The refresh runs under a row lock (SELECT ... FOR UPDATE) that every process and machine on
+    the same database honours. After taking it the row is read again, since another worker may
+    have refreshed meanwhile. Zoom's rotated refresh token is committed in the same transaction
+    as the new access token, before the token is handed to anyone.
+    """
+    connection = ZoomConnection.objects.select_related("app").get(pk=connection_id)
+    if not connection.is_usable:
+        raise ConnectionUnusable(
+            f"The Zoom connection is {connection.get_status_display().lower()}.", status=connection.status
+        )
+    if connection.token_source == ZoomConnection.TokenSource.RECALL:
+        from recallbots.services import credential_access_token
+
+        return credential_access_token(connection=connection, timeout=timeout)
+
+    def fresh_enough(conn: ZoomConnection) -> bool:
+        if conn.expires_within(min_validity):
+            return False
+        return refresh_if_refreshed_before is None or (
+            conn.last_refreshed_at is not None and conn.last_refreshed_at >= refresh_if_refreshed_before
+        )
+
+    if fresh_enough(connection):
+        return FreshToken(connection.access_token, connection.access_token_expires_at)
+
+    sent_generation = None
+    try:
+        with transaction.atomic():
+            connection = ZoomConnection.objects.select_for_update().select_related("app").get(pk=connection_id)
+            if not connection.is_usable:
+                raise ConnectionUnusable("The Zoom connection must be reconnected.", status=connection.status)
+            if fresh_enough(connection):
+                return FreshToken(connection.access_token, connection.access_token_expires_at)
+            sent_generation = connection.token_generation
+            tokens = zoom.refresh_tokens(
+                client_id=connection.app.client_id,
+                client_secret=connection.app.client_secret,
+                refresh_token=connection.refresh_token,
+                timeout=timeout,
+            )
+            connection.store_tokens(
+                access_token=tokens.access_token,
+                refresh_token=tokens.refresh_token,
+                expires_in=tokens.expires_in,
+                scope=tokens.scope,
+            )
+            connection.save()
+    except zoom.ZoomInvalidGrantError:
+        return _recover_from_invalid_grant(
+            connection_id=connection_id, sent_generation=sent_generation, min_validity=min_validity
+        )
+    except zoom.ZoomError as exc:
+        _record_failure(connection_id, str(exc))
+        raise
+    logger.info("zoom token refreshed", extra={"connection": connection.public_id})
+    return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
+
+
+def connection_refresh_if_due(*, connection_id: int) -> bool:
+    """Beat's per-connection job. Idempotent: a connection that is not due is left alone."""
+    from django.conf import settings
+
+    now = timezone.now()
+    connection = ZoomConnection.objects.filter(pk=connection_id).first()
+    if connection is None or not connection.is_usable or connection.token_source != ZoomConnection.TokenSource.LOCAL:
+        return False
+    keepalive_due = (
+        connection.last_refreshed_at is None or connection.last_refreshed_at < now - settings.ZOOM_REFRESH_KEEPALIVE
+    )
+    result = connection_fresh_access_token(
+        connection_id=connection_id,
+        min_validity=settings.ZOOM_REFRESH_WINDOW,
+        refresh_if_refreshed_before=now - settings.ZOOM_REFRESH_KEEPALIVE if keepalive_due else None,
+    )
+    return result.zoom_calls > 0
+
+
+def connection_for_meeting(*, meeting_id: str) -> ZoomConnection | None:
+    """The host's connection for a meeting: meeting.created mapping first, then the PMI."""
+    from .models import ZoomMeeting
+
+    mapping = ZoomMeeting.objects.select_related("host_connection").filter(meeting_id=meeting_id).first()
+    if mapping is not None:
+        return mapping.host_connection
+    return ZoomConnection.objects.filter(pmi=meeting_id).exclude(status=ZoomConnection.Status.REVOKED).first()
