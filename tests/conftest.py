@@ -24,3 +24,91 @@ def staff(db):
 @pytest.fixture
 def api_client():
     return APIClient()
+
+
+# --- fakes over real HTTP ---------------------------------------------------------------------
+
+CLIENT_ID = "fake-client-id"
+CLIENT_SECRET = "fake-client-secret"
+WEBHOOK_SECRET = "fake-webhook-secret-token"
+WHSEC = "whsec_" + __import__("base64").b64encode(b"recall-verification-secret-32by").decode()
+
+
+@pytest.fixture(scope="session")
+def _fake_zoom_server():
+    from tests.fakes.zoom import FakeZoom
+
+    server = FakeZoom().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _fake_recall_server(_fake_zoom_server):
+    from tests.fakes.recall import FakeRecall
+
+    server = FakeRecall(zoom_base_url=_fake_zoom_server.base_url).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_zoom(_fake_zoom_server, settings):
+    _fake_zoom_server.reset()
+    settings.ZOOM_OAUTH_BASE_URL = _fake_zoom_server.base_url
+    settings.ZOOM_API_BASE_URL = _fake_zoom_server.base_url + "/v2"
+    return _fake_zoom_server
+
+
+@pytest.fixture
+def fake_recall(_fake_recall_server, fake_zoom, settings):
+    _fake_recall_server.reset()
+    base = _fake_recall_server.base_url
+    settings.RECALL_REGIONS = {
+        region: f"{base}/{region}" for region in ("us-west-2", "us-east-1", "api", "eu-central-1", "ap-northeast-1")
+    }
+    settings.RECALL_API_BASE_URL = f"{base}/us-east-1"
+    settings.RECALL_API_KEY = "test-recall-key"
+    return _fake_recall_server
+
+
+@pytest.fixture
+def zoom_app(db, fake_zoom, settings):
+    from zoomauth.models import ZoomApp
+
+    app = ZoomApp.objects.create(
+        name="Notetaker", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET
+    )
+    fake_zoom.add_app(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=[app.redirect_uri])
+    fake_zoom.add_user(id="zu_alice", email="alice@zoom.example", pmi="5551234567")
+    fake_zoom.add_user(id="zu_bob", email="bob@zoom.example", pmi="5559876543")
+    return app
+
+
+def connect_via_fake_zoom(client, fake_zoom, zoom_user_id: str = "zu_alice", app=None):
+    """Run the real connect flow: /zoom/connect/ → fake Zoom consent → /zoom/callback/."""
+    from urllib.parse import parse_qs, urlparse
+
+    url = "/zoom/connect/" + (f"?app={app.public_id}" if app else "")
+    response = client.get(url)
+    assert response.status_code == 302, response.content
+    query = {k: v[0] for k, v in parse_qs(urlparse(response["Location"]).query).items()}
+    location = fake_zoom.consent(
+        client_id=query["client_id"],
+        user_id=zoom_user_id,
+        redirect_uri=query["redirect_uri"],
+        state=query["state"],
+        code_challenge=query["code_challenge"],
+    )
+    callback = urlparse(location)
+    return client.get(callback.path + "?" + callback.query)
+
+
+@pytest.fixture
+def connection(zoom_app, user, client, fake_zoom):
+    from zoomauth.models import ZoomConnection
+
+    client.force_login(user)
+    response = connect_via_fake_zoom(client, fake_zoom)
+    assert response.status_code == 200, response.content
+    return ZoomConnection.objects.get(zoom_user_id="zu_alice")

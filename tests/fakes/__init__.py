@@ -1,0 +1,1 @@
+"""Fake Zoom and fake Recall servers for tests and the demo. Never loaded by the broker itself."""
