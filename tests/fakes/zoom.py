@@ -160,7 +160,9 @@ class FakeZoom(FakeServer):
                 status = self.config["fail_status"]
                 return zoom_error(status, status, "Internal server error, try again later.")
         if hang:
+            # The caller has long given up; answer without touching state, as a gateway would.
             time.sleep(hang)
+            return zoom_error(504, 504, "Gateway timeout.")
         return None
 
     def _rate_limited(self, account_id: str) -> Response | None:

@@ -108,7 +108,8 @@ def test_crash_between_zoom_answer_and_commit(connection, fake_zoom, client):
             "RETURN NEW; END $$ LANGUAGE plpgsql"
         )
         cursor.execute(
-            "CREATE TRIGGER crash BEFORE UPDATE ON zoomauth_zoomconnection FOR EACH ROW EXECUTE FUNCTION crash_on_token_write()"
+            "CREATE TRIGGER crash BEFORE UPDATE ON zoomauth_zoomconnection "
+            "FOR EACH ROW EXECUTE FUNCTION crash_on_token_write()"
         )
     expire_soon(connection)
     stored_before = ZoomConnection.objects.get(pk=connection.pk).refresh_token
