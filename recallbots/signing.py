@@ -33,7 +33,8 @@ def has_signature_headers(headers: Mapping[str, str]) -> bool:
 
 def _key(secret: str) -> bytes:
     try:
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        encoded = secret.removeprefix("whsec_")
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise SignatureError("the configured Recall verification secret is not a valid whsec_ secret") from None
 
