@@ -174,6 +174,9 @@ class BotAdmin(admin.ModelAdmin):
             kwargs["form"] = LaunchBotForm
         return super().get_form(request, obj, **kwargs)
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else ()
+
     def get_fields(self, request, obj=None):
         if obj is None:
             return (

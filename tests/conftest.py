@@ -112,3 +112,16 @@ def connection(zoom_app, user, client, fake_zoom):
     response = connect_via_fake_zoom(client, fake_zoom)
     assert response.status_code == 200, response.content
     return ZoomConnection.objects.get(zoom_user_id="zu_alice")
+
+
+@pytest.fixture
+def live_broker(live_server, settings, fake_recall):
+    """The broker served over real HTTP on 127.0.0.1, where the fake Recall can call it back."""
+    settings.PUBLIC_BASE_URL = live_server.url
+    settings.RECALL_VERIFICATION_SECRET = WHSEC
+    fake_recall.configure(
+        status_webhook_url=live_server.url + "/recall/webhooks/bot-status/",
+        verification_secret=WHSEC,
+        step_seconds=0.1,
+    )
+    return live_server

@@ -108,7 +108,7 @@ class FakeRecall(FakeServer):
         with self.lock:
             if self.config["fail_next"]:
                 status = self.config["fail_next"].pop(0)
-                headers = {"Retry-After": self.config["retry_after"]} if status == 429 else {}
+                headers = {"Retry-After": self.config["retry_after"]} if self.config["retry_after"] else {}
                 body = {"detail": "Request was throttled."} if status == 429 else {"detail": f"Error {status}"}
                 return Response(status, body, headers)
         return None
