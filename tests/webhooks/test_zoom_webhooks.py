@@ -1,0 +1,205 @@
+"""Zoom webhook intake and forwarding to the fake Recall, byte for byte."""
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from brokerproject.celery import app as celery_app
+from recallbots.services import recall_app_register
+from tests.conftest import WEBHOOK_SECRET
+from tests.fakes.zoom import sign_webhook
+from webhooks.models import WebhookRejection, ZoomWebhookDelivery
+from webhooks.services import delivery_attempt, event_handle_locally
+from webhooks.tasks import sweep_pending_deliveries
+from zoomauth.models import ZoomConnection, ZoomMeeting
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ODD_BODY = (
+    '{ "payload" : {"account_id":"acct_zu_alice",  "object": {"id": 85012345678, "host_id":"zu_alice",'
+    ' "topic":"Réunion – 東京 🎉\\u00e9"}},\n\t"event":"meeting.created", "event_ts": 1732440000123 }'
+).encode()
+
+
+@pytest.fixture
+def recall_app(zoom_app, fake_recall):
+    return recall_app_register(zoom_app=zoom_app)
+
+
+def post_event(client, zoom_app, body: bytes, *, timestamp: str | None = None, signature: str | None = None):
+    timestamp = timestamp or str(int(time.time() * 1000))
+    signature = signature if signature is not None else sign_webhook(WEBHOOK_SECRET, timestamp, body)
+    return client.post(
+        f"/webhooks/zoom/{zoom_app.public_id}/",
+        body,
+        content_type="application/json; charset=utf-8",
+        HTTP_X_ZM_REQUEST_TIMESTAMP=timestamp,
+        HTTP_X_ZM_SIGNATURE=signature,
+    )
+
+
+def test_forwarded_bytes_equal_received_bytes(client, recall_app, fake_recall):
+    assert post_event(client, recall_app.zoom_app, ODD_BODY).status_code == 200
+    delivery = ZoomWebhookDelivery.objects.get()
+    assert delivery_attempt(delivery_id=delivery.pk) is None
+    receipt = fake_recall.webhook_receipts[-1]
+    assert receipt["sha256"] == hashlib.sha256(ODD_BODY).hexdigest() == delivery.body_sha256
+    assert receipt["signature_valid"] is True  # Recall re-verified Zoom's signature over the same bytes
+    assert receipt["content_type"] == "application/json; charset=utf-8"
+    delivery.refresh_from_db()
+    assert delivery.status == ZoomWebhookDelivery.Status.DELIVERED and delivery.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signature", "reason"),
+    [
+        (None, "v0=deadbeef", "does not match"),
+        (None, "", "missing"),
+        (str(int(time.time()) - 600), None, "5 minutes"),
+    ],
+)
+def test_bad_missing_or_stale_signature_is_401_and_recorded(client, zoom_app, timestamp, signature, reason):
+    response = post_event(client, zoom_app, b'{"event":"meeting.created"}', timestamp=timestamp, signature=signature)
+    assert response.status_code == 401
+    rejection = WebhookRejection.objects.get()
+    assert reason in rejection.reason and rejection.app == zoom_app
+    assert not ZoomWebhookDelivery.objects.exists()
+
+
+def test_seconds_timestamps_are_accepted(client, zoom_app):
+    assert post_event(client, zoom_app, b'{"event":"x"}', timestamp=str(int(time.time()))).status_code == 200
+
+
+def test_url_validation_is_answered_only_when_signed(client, recall_app, fake_recall):
+    body = json.dumps(
+        {"event": "endpoint.url_validation", "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}}
+    ).encode()
+    response = post_event(client, recall_app.zoom_app, body)
+    expected = hmac.new(WEBHOOK_SECRET.encode(), b"qgg8vlvZRS6UYooatFL8Aw", hashlib.sha256).hexdigest()
+    assert response.json() == {"plainToken": "qgg8vlvZRS6UYooatFL8Aw", "encryptedToken": expected}
+    assert post_event(client, recall_app.zoom_app, body, signature="v0=forged").status_code == 401
+    delivery_attempt(delivery_id=ZoomWebhookDelivery.objects.get().pk)  # Recall sees it too
+    assert fake_recall.apps[recall_app.recall_id]["webhook_last_validation"] is not None
+
+
+def test_zoom_retries_of_one_event_are_not_forwarded_twice(client, recall_app):
+    for _ in range(3):
+        assert post_event(client, recall_app.zoom_app, ODD_BODY).status_code == 200
+    assert ZoomWebhookDelivery.objects.count() == 1
+
+
+def test_recall_503_for_a_while_then_delivered(client, recall_app, fake_recall):
+    fake_recall.configure(webhook_fail_next=[503, 503, 429])
+    post_event(client, recall_app.zoom_app, ODD_BODY)
+    delivery = ZoomWebhookDelivery.objects.get()
+    delays = []
+    for _ in range(4):
+        delays.append(delivery_attempt(delivery_id=delivery.pk))
+        ZoomWebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    delivery.refresh_from_db()
+    assert delivery.status == ZoomWebhookDelivery.Status.DELIVERED
+    assert [d is not None for d in delays] == [True, True, True, False]
+    assert 0 < delays[0] <= 10 and delays[1] <= 20  # exponential backoff with jitter
+    assert list(delivery.attempt_log.order_by("attempted_at").values_list("status_code", flat=True)) == [
+        503,
+        503,
+        429,
+        200,
+    ]
+    assert [r["answered"] for r in fake_recall.webhook_receipts] == [503, 503, 429, 200]
+
+
+def test_other_4xx_fail_and_the_period_ends_retries(client, recall_app, fake_recall, settings):
+    fake_recall.configure(webhook_fail_next=[410])
+    post_event(client, recall_app.zoom_app, ODD_BODY)
+    delivery = ZoomWebhookDelivery.objects.get()
+    delivery_attempt(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == ZoomWebhookDelivery.Status.FAILED and "410" in delivery.last_error
+
+    fake_recall.configure(webhook_fail_next=[503])
+    post_event(client, recall_app.zoom_app, ODD_BODY.replace(b"123", b"124"))
+    late = ZoomWebhookDelivery.objects.exclude(pk=delivery.pk).get()
+    ZoomWebhookDelivery.objects.filter(pk=late.pk).update(received_at=timezone.now() - timedelta(hours=25))
+    delivery_attempt(delivery_id=late.pk)
+    late.refresh_from_db()
+    assert late.status == ZoomWebhookDelivery.Status.FAILED and "gave up" in late.last_error
+
+
+def test_redis_down_at_intake_is_accepted_and_forwarded_later(client, recall_app, fake_recall, caplog):
+    original = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
+    celery_app.pool.force_close_all()
+    try:
+        started = time.monotonic()
+        response = post_event(client, recall_app.zoom_app, ODD_BODY)
+        elapsed = time.monotonic() - started
+    finally:
+        celery_app.conf.broker_url = original
+        celery_app.pool.force_close_all()
+    assert response.status_code == 200 and elapsed < 3
+    assert "could not enqueue webhooks.tasks.forward_delivery" in caplog.text  # the broker really was away
+    delivery = ZoomWebhookDelivery.objects.get()
+    assert delivery.status == ZoomWebhookDelivery.Status.PENDING
+    ZoomWebhookDelivery.objects.update(
+        received_at=timezone.now() - timedelta(minutes=5), next_attempt_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert sweep_pending_deliveries.run() == 2  # the forward and the local handling are re-enqueued
+    delivery_attempt(delivery_id=delivery.pk)  # what the worker then runs
+    assert ZoomWebhookDelivery.objects.get().status == ZoomWebhookDelivery.Status.DELIVERED
+
+
+def test_meeting_created_and_user_updated_are_handled_locally(client, recall_app, connection):
+    post_event(client, recall_app.zoom_app, ODD_BODY)
+    event_handle_locally(delivery_id=ZoomWebhookDelivery.objects.get().pk)
+    mapping = ZoomMeeting.objects.get()
+    assert (mapping.meeting_id, mapping.host_connection_id) == ("85012345678", connection.pk)
+    assert mapping.topic.startswith("Réunion")
+    body = json.dumps(
+        {"event": "user.updated", "event_ts": 1, "payload": {"object": {"id": "zu_alice", "pmi": 7778889999}}}
+    )
+    post_event(client, recall_app.zoom_app, body.encode())
+    event_handle_locally(delivery_id=ZoomWebhookDelivery.objects.get(event="user.updated").pk)
+    assert ZoomConnection.objects.get(pk=connection.pk).pmi == "7778889999"
+
+
+def test_app_deauthorized_purges_the_users_tokens(client, zoom_app, connection):
+    body = json.dumps(
+        {
+            "event": "app_deauthorized",
+            "event_ts": 2,
+            "payload": {
+                "account_id": "acct_zu_alice",
+                "user_id": "zu_alice",
+                "signature": "x",
+                "deauthorization_time": "2026-11-24T10:00:00Z",
+            },
+        }
+    )
+    assert post_event(client, zoom_app, body.encode()).status_code == 200
+    delivery = ZoomWebhookDelivery.objects.get()
+    assert delivery.status == ZoomWebhookDelivery.Status.RESOLVED  # no Recall app: kept, nothing to forward
+    event_handle_locally(delivery_id=delivery.pk)
+    connection.refresh_from_db()
+    assert connection.status == ZoomConnection.Status.REVOKED
+    assert (connection.access_token, connection.refresh_token) == ("", "")
+
+
+def test_admin_lists_deliveries_without_bodies_or_signatures(client, staff, recall_app):
+    post_event(client, recall_app.zoom_app, ODD_BODY)
+    delivery = ZoomWebhookDelivery.objects.get()
+    client.force_login(staff)
+    listing = client.get("/admin/webhooks/zoomwebhookdelivery/").content.decode()
+    assert "meeting.created" in listing and delivery.zm_signature not in listing
+    detail = client.get(f"/admin/webhooks/zoomwebhookdelivery/{delivery.pk}/change/").content.decode()
+    assert delivery.zm_signature not in detail and "Réunion" not in detail
+    response = client.post(
+        "/admin/webhooks/zoomwebhookdelivery/", {"action": "mark_resolved", "_selected_action": [delivery.pk]}
+    )
+    assert response.status_code == 302
+    assert ZoomWebhookDelivery.objects.get().status == ZoomWebhookDelivery.Status.RESOLVED
