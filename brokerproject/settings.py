@@ -169,7 +169,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     # Fail fast when Redis is away: callers that enqueue (webhook intake) must not hang.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2, "max_retries": 1}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 1,
+        "socket_timeout": 2,
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.5,
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -183,6 +190,10 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# Beat intervals (seconds). The defaults suit production; the end-to-end tests shorten them.
+BEAT_HEARTBEAT_INTERVAL = env.int("BEAT_HEARTBEAT_INTERVAL_SECONDS", default=30)
+BEAT_REFRESH_INTERVAL = env.int("BEAT_REFRESH_INTERVAL_SECONDS", default=60)
+BEAT_SWEEP_INTERVAL = env.int("BEAT_SWEEP_INTERVAL_SECONDS", default=60)
 # How old the beat heartbeat may be before /readyz reports beat as down.
 BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env.int("BEAT_HEARTBEAT_MAX_AGE", default=180))
 

@@ -82,6 +82,10 @@ def credential_sync_after_connect(*, connection_id: int) -> None:
 
     connection = ZoomConnection.objects.select_related("app").get(pk=connection_id)
     if not settings.RECALL_API_KEY or not RecallOAuthApp.objects.filter(zoom_app=connection.app).exists():
+        logger.info(
+            "no Recall credential registered: RECALL_API_KEY unset or the app is not registered with Recall",
+            extra={"connection": connection.public_id},
+        )
         return
     try:
         register_credential.delay(connection_id)

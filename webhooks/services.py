@@ -63,8 +63,10 @@ def delivery_intake(
 def delivery_attempt(*, delivery_id: int) -> float | None:
     """POST the exact bytes once. Returns the delay before the next try, or None when finished."""
     with transaction.atomic():
+        # Wait for the lock rather than skip: local handling may hold the row for a moment, and a
+        # skipped attempt would sit until the sweeper's grace period passed.
         delivery = (
-            ZoomWebhookDelivery.objects.select_for_update(skip_locked=True)
+            ZoomWebhookDelivery.objects.select_for_update()
             .filter(pk=delivery_id, status=ZoomWebhookDelivery.Status.PENDING)
             .first()
         )

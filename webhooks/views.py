@@ -70,6 +70,9 @@ def zoom_webhook(request, app_public_id):
 
 
 def _enqueue(delivery_ids: list[int]) -> None:
+    # One failed enqueue means the broker is away: stop trying (Zoom wants its answer within
+    # 3 s); the beat sweeper enqueues whatever is left once the broker is back.
     for delivery_id in delivery_ids:
-        enqueue_safely(forward_delivery, delivery_id)
+        if not enqueue_safely(forward_delivery, delivery_id):
+            return
     enqueue_safely(handle_zoom_event, delivery_ids[0])

@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -24,6 +25,24 @@ ODD_BODY = (
     '{ "payload" : {"account_id":"acct_zu_alice",  "object": {"id": 85012345678, "host_id":"zu_alice",'
     ' "topic":"Réunion – 東京 🎉\\u00e9"}},\n\t"event":"meeting.created", "event_ts": 1732440000123 }'
 ).encode()
+
+
+@contextmanager
+def broker_away():
+    """Point Celery at a port where nothing listens, as if Redis were down, then restore it."""
+
+    def fresh_pools():
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    original = celery_app.conf.broker_url
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    fresh_pools()
+    try:
+        yield
+    finally:
+        celery_app.conf.broker_url = original
+        fresh_pools()
 
 
 @pytest.fixture
@@ -132,16 +151,10 @@ def test_other_4xx_fail_and_the_period_ends_retries(client, recall_app, fake_rec
 
 
 def test_redis_down_at_intake_is_accepted_and_forwarded_later(client, recall_app, fake_recall, caplog):
-    original = celery_app.conf.broker_url
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
-    celery_app.pool.force_close_all()
-    try:
+    with broker_away():
         started = time.monotonic()
         response = post_event(client, recall_app.zoom_app, ODD_BODY)
         elapsed = time.monotonic() - started
-    finally:
-        celery_app.conf.broker_url = original
-        celery_app.pool.force_close_all()
     assert response.status_code == 200 and elapsed < 3
     assert "could not enqueue webhooks.tasks.forward_delivery" in caplog.text  # the broker really was away
     delivery = ZoomWebhookDelivery.objects.get()

@@ -1,0 +1,214 @@
+"""Real processes: gunicorn, a Celery worker and Celery beat, on PostgreSQL and Redis, wired to
+the fake Zoom and fake Recall through settings (environment variables), as in production."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from django.db import connection as db_connection
+
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, WHSEC
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+E2E_REDIS = "redis://127.0.0.1:6379/7"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Broker:
+    """The three broker processes and what they need to be reached."""
+
+    def __init__(self, *, fake_zoom, fake_recall, database_name: str, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))},
+            "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
+            "DEBUG": "true",
+            "SECURE_SSL_REDIRECT": "false",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database_name}",
+            "CONN_MAX_AGE": "0",
+            "REDIS_URL": E2E_REDIS,
+            "PUBLIC_BASE_URL": self.url,
+            "ZOOM_OAUTH_BASE_URL": fake_zoom.base_url,
+            "ZOOM_API_BASE_URL": fake_zoom.base_url + "/v2",
+            "RECALL_API_BASE_URL": fake_recall.base_url + "/us-east-1",
+            "RECALL_API_KEY": "test-recall-key",
+            "RECALL_VERIFICATION_SECRET": WHSEC,
+            "BEAT_HEARTBEAT_INTERVAL_SECONDS": "1",
+            "BEAT_REFRESH_INTERVAL_SECONDS": "2",
+            "BEAT_SWEEP_INTERVAL_SECONDS": "2",
+            "LOG_LEVEL": "INFO",
+        }
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> "Broker":
+        commands = {
+            "web": [
+                str(VENV_BIN / "gunicorn"),
+                "brokerproject.wsgi:application",
+                "-c",
+                "docker/gunicorn.conf.py",
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+            ],
+            "worker": [str(VENV_BIN / "celery"), "-A", "brokerproject", "worker", "--concurrency", "4", "-l", "INFO"],
+            "beat": [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "brokerproject",
+                "beat",
+                "-l",
+                "INFO",
+                "--schedule",
+                str(self.log_dir / "celerybeat-schedule"),
+            ],
+        }
+        env = {**self.env, "PORT": str(self.port)}
+        for name, command in commands.items():
+            log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+            self.processes[name] = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()  # never leave a worker behind to eat the next run's tasks
+            raise
+        return self
+
+    def _wait_until_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited early:\n{self.log(name)[-3000:]}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("the broker did not become ready:\n" + self.log("web")[-2000:] + self.log("beat")[-2000:])
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def e2e_fakes(_fake_zoom_server, _fake_recall_server):
+    return _fake_zoom_server, _fake_recall_server
+
+
+@pytest.fixture(scope="session")
+def broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory):
+    redis.Redis.from_url(E2E_REDIS).flushdb()
+    with django_db_blocker.unblock():
+        database_name = db_connection.settings_dict["NAME"]
+    fake_zoom, fake_recall = e2e_fakes
+    running = Broker(
+        fake_zoom=fake_zoom,
+        fake_recall=fake_recall,
+        database_name=database_name,
+        log_dir=tmp_path_factory.mktemp("e2e"),
+    ).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def e2e(broker, transactional_db, e2e_fakes, settings):
+    """A clean world for one scenario: fakes reset and wired, the broker's settings mirrored here."""
+    fake_zoom, fake_recall = e2e_fakes
+    fake_zoom.reset()
+    fake_recall.reset()
+    fake_recall.configure(
+        status_webhook_url=broker.url + "/recall/webhooks/bot-status/", verification_secret=WHSEC, step_seconds=0.2
+    )
+    settings.PUBLIC_BASE_URL = broker.url
+    settings.ZOOM_OAUTH_BASE_URL = fake_zoom.base_url
+    settings.ZOOM_API_BASE_URL = fake_zoom.base_url + "/v2"
+    settings.RECALL_API_BASE_URL = fake_recall.base_url + "/us-east-1"
+    settings.RECALL_API_KEY = "test-recall-key"
+    from zoomauth.models import ZoomApp
+
+    app = ZoomApp.objects.create(
+        name="Notetaker", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, webhook_secret=WEBHOOK_SECRET
+    )
+    fake_zoom.add_app(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=[app.redirect_uri])
+    fake_zoom.add_user(id="zu_alice", email="alice@zoom.example", pmi="5551234567")
+    fake_zoom.add_user(id="zu_service", email="bots@zoom.example")
+    return broker, fake_zoom, fake_recall, app
+
+
+class Browserless:
+    """A person with a browser session, over real HTTP (requests keeps cookies and CSRF)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.http = requests.Session()
+
+    def _csrf(self, path: str) -> str:
+        page = self.http.get(self.base_url + path, timeout=10)
+        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
+    def sign_in(self, username: str, password: str) -> None:
+        token = self._csrf("/accounts/login/")
+        response = self.http.post(
+            self.base_url + "/accounts/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+            timeout=10,
+        )
+        assert "Sign out" in response.text, response.text[:500]
+
+    def connect_zoom(self, zoom_user_id: str) -> requests.Response:
+        """Follow /zoom/connect/ to the fake Zoom's consent page, allow, and land on the callback."""
+        consent = self.http.get(self.base_url + "/zoom/connect/", timeout=10)
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', consent.text))
+        import html
+
+        fields = {k: html.unescape(v) for k, v in fields.items()}
+        action = consent.url.split("?")[0]
+        return self.http.post(action, data={**fields, "user_id": zoom_user_id}, timeout=15)
+
+    def post_form(self, path: str, data: dict) -> requests.Response:
+        token = self._csrf(path)
+        return self.http.post(self.base_url + path, data={**data, "csrfmiddlewaretoken": token}, timeout=15)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
