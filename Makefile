@@ -20,6 +20,7 @@ run: $(STAMP)
 ## test: the test suite against PostgreSQL and Redis on 127.0.0.1 (started if they are not running)
 test: $(STAMP)
 	./scripts/ensure-services
+	./scripts/ensure-browser
 	$(PY) -m pytest
 
 ## demo: the broker wired to the fake Zoom and fake Recall, with a walk-through
