@@ -111,7 +111,7 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
         "updated_at",
         "revoked_at",
     )
-    readonly_fields = tuple(f for f in fields if f not in ("is_service_account",)) + ()
+    readonly_fields = tuple(f for f in fields if f != "is_service_account")
 
     def has_add_permission(self, request):
         return False  # connections are made by their users through Zoom's consent screen
@@ -153,12 +153,20 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rotate the callback secret (old URLs stop working)")
     def rotate_callback_secret(self, request, queryset):
-        for connection in queryset:
+        from recallbots.services import credential_sync_after_connect
+
+        for connection in queryset.exclude(status=ZoomConnection.Status.REVOKED):
             connection.rotate_callback_secret()
             connection.save(
                 update_fields=["callback_secret", "callback_secret_hash", "callback_secret_rotated_at", "updated_at"]
             )
-        messages.warning(request, "Callback secrets rotated: update the URLs given to Recall (credentials, bots).")
+            # Recall's customer-managed credential holds the old access-token URL: register it anew.
+            credential_sync_after_connect(connection_id=connection.pk)
+        messages.warning(
+            request,
+            "Callback secrets rotated. Customer-managed Recall credentials are being re-registered; "
+            "bots already scheduled keep the old URLs and will get 401.",
+        )
 
 
 @admin.register(ZoomMeeting)

@@ -180,3 +180,24 @@ def test_status_webhook_is_verified_and_idempotent(connection, settings, fake_re
     assert (
         client.post("/recall/webhooks/bot-status/", body, content_type="application/json", **headers).status_code == 401
     )
+
+
+def test_recall_signed_token_gets_are_verified(client, connection, meeting, fake_zoom, fake_recall, settings):
+    settings.RECALL_ACCEPT_UNSIGNED_CALLBACKS = False  # only signed GETs from Recall are served
+    fake_recall.configure(sign_token_requests=True)
+    client.force_login(connection.user)
+    client.post(
+        "/launch/",
+        {
+            "meeting_url": f"https://zoom.us/j/{MEETING}",
+            "connection": connection.pk,
+            "token_kinds": ["join_token"],
+            "bot_name": "x",
+        },
+    )
+    bot = wait_for_status(Bot.objects.get(), "done", "fatal")
+    assert bot.status == "done"
+    from zoomauth.models import CallbackLog
+
+    log = CallbackLog.objects.get(kind="join-token")
+    assert (log.status_code, log.signature_checked) == (200, True)
