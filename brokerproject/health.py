@@ -27,7 +27,7 @@ def _check_database() -> tuple[bool, str]:
 def _check_broker() -> tuple[bool, str]:
     with celery_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
-        return True, conn.transport_cls if isinstance(conn.transport_cls, str) else conn.info().get("transport", "")
+        return True, conn.transport.driver_name
 
 
 def _check_beat() -> tuple[bool, str]:

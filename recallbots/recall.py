@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlparse
 
 import requests
 from django.conf import settings
@@ -247,6 +248,4 @@ class RecallClient:
             cursor_url = page.get("next")
             if not cursor_url:
                 return results
-            from urllib.parse import parse_qs, urlparse
-
             params = {key: values[0] for key, values in parse_qs(urlparse(cursor_url).query).items()}

@@ -7,8 +7,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from zoomauth.models import ZoomApp, ZoomConnection
-from zoomauth.services import ConnectFlowError, FreshToken, connection_for_meeting, connection_save_grant
-from zoomauth.zoom import ZoomUser
+from zoomauth.services import (
+    ConnectFlowError,
+    ConnectionUnusable,
+    FreshToken,
+    connection_for_meeting,
+    connection_save_grant,
+)
+from zoomauth.zoom import ZoomRetryableError, ZoomUser
 
 from . import recall
 from .meeting_urls import MeetingUrlError, parse_zoom_url
@@ -195,8 +201,6 @@ def credential_access_token(*, connection: ZoomConnection, timeout: float | None
     """Recall-managed: Recall holds the tokens; ask it for a current access token."""
     credential = RecallCredential.objects.select_related("recall_app").filter(connection=connection).first()
     if credential is None:
-        from zoomauth.services import ConnectionUnusable
-
         raise ConnectionUnusable(
             "No Recall credential for this connection.", status=ZoomConnection.Status.NEEDS_RECONNECT
         )
@@ -204,8 +208,6 @@ def credential_access_token(*, connection: ZoomConnection, timeout: float | None
     try:
         token = client.credential_access_token(credential.recall_id)
     except recall.RecallRetryableError as exc:
-        from zoomauth.zoom import ZoomRetryableError
-
         raise ZoomRetryableError(f"Recall could not give an access token: {exc}", retry_after=exc.retry_after) from None
     expires_at = _parse_time(token.expires_at) or timezone.now() + timedelta(minutes=5)
     return FreshToken(token.token, expires_at, zoom_calls=0)

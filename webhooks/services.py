@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from zoomauth.models import ZoomApp, ZoomConnection, ZoomMeeting
 from zoomauth.services import connection_disconnect
+from zoomauth.zoom import parse_retry_after
 
 from .models import DeliveryAttempt, ZoomWebhookDelivery
 
@@ -91,8 +92,6 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
             )
             status_code = response.status_code
             if status_code == 429:
-                from zoomauth.zoom import parse_retry_after
-
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}"

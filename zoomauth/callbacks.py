@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -249,8 +250,6 @@ class TokenCallbackView(APIView):
         return minted.token
 
     def _access_token(self, connection: ZoomConnection, deadline: Deadline) -> str:
-        from datetime import timedelta
-
         fresh = self._call(
             deadline,
             lambda timeout: connection_fresh_access_token(

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -293,8 +294,6 @@ def connection_fresh_access_token(
 
 def connection_refresh_if_due(*, connection_id: int) -> bool:
     """Beat's per-connection job. Idempotent: a connection that is not due is left alone."""
-    from django.conf import settings
-
     now = timezone.now()
     connection = ZoomConnection.objects.filter(pk=connection_id).first()
     if connection is None or not connection.is_usable or connection.token_source != ZoomConnection.TokenSource.LOCAL:

@@ -95,22 +95,29 @@ class Broker:
 
     def _wait_until_ready(self, timeout: float = 60.0) -> None:
         deadline = time.time() + timeout
+        last = ""
         while time.time() < deadline:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited early:\n{self.log(name)[-3000:]}")
             try:
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
+                response = requests.get(self.url + "/readyz", timeout=2)
+                if response.status_code == 200:
                     return
-            except requests.RequestException:
-                pass
+                last = response.text
+            except requests.RequestException as exc:
+                last = repr(exc)
             time.sleep(0.5)
-        raise RuntimeError("the broker did not become ready:\n" + self.log("web")[-2000:] + self.log("beat")[-2000:])
+        raise RuntimeError(f"the broker did not become ready: {last}\n{self.log('worker')[-2000:]}")
+
+    def signal(self, name: str, signum: int) -> None:
+        self.processes[name].send_signal(signum)
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
+        self.signal("beat", signal.SIGCONT)  # a stopped process ignores SIGTERM until continued
         for process in self.processes.values():
             try:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -144,9 +151,34 @@ def broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory):
     running.stop()
 
 
+def wait_for_quiet_database(timeout: float = 10.0) -> None:
+    """Wait until no other session of the test database is inside a statement or transaction."""
+    quiet_polls = 0
+    deadline = time.time() + timeout
+    with db_connection.cursor() as cursor:
+        while time.time() < deadline and quiet_polls < 3:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            quiet_polls = quiet_polls + 1 if cursor.fetchone()[0] == 0 else 0
+            time.sleep(0.05)
+
+
 @pytest.fixture
 def e2e(broker, transactional_db, e2e_fakes, settings):
-    """A clean world for one scenario: fakes reset and wired, the broker's settings mirrored here."""
+    """A clean world for one scenario: fakes reset and wired, the broker's settings mirrored here.
+
+    Afterwards beat is paused and the worker left to finish, so that pytest-django's TRUNCATE
+    of every table does not deadlock with a periodic task's transaction.
+    """
+    broker.signal("beat", signal.SIGCONT)
+    yield _scenario(broker, e2e_fakes, settings)
+    broker.signal("beat", signal.SIGSTOP)
+    wait_for_quiet_database()
+
+
+def _scenario(broker, e2e_fakes, settings):
     fake_zoom, fake_recall = e2e_fakes
     fake_zoom.reset()
     fake_recall.reset()

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 import uuid
@@ -408,8 +409,6 @@ class FakeRecall(FakeServer):
         meeting_url = body.get("meeting_url", "")
         if not any(part in meeting_url for part in ZOOM_URL_PARTS):
             return json_response(400, {"meeting_url": ["Invalid meeting URL."]})
-        import re
-
         match = re.search(r"/(?:j|s|w|wc/join)/(\d+)", meeting_url)
         bot = {
             "id": str(uuid.uuid4()),
