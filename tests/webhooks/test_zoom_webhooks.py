@@ -216,3 +216,35 @@ def test_admin_lists_deliveries_without_bodies_or_signatures(client, staff, reca
     )
     assert response.status_code == 302
     assert ZoomWebhookDelivery.objects.get().status == ZoomWebhookDelivery.Status.RESOLVED
+
+
+def test_extra_forward_targets_get_the_same_bytes(client, recall_app, fake_recall):
+    from webhooks.models import ExtraForwardTarget
+
+    ExtraForwardTarget.objects.create(
+        app=recall_app.zoom_app,
+        url=f"{fake_recall.base_url}/us-east-1/api/v2/zoom-oauth-apps/{recall_app.recall_id}/webhook?copy=1",
+    )
+    post_event(client, recall_app.zoom_app, ODD_BODY)
+    deliveries = list(ZoomWebhookDelivery.objects.order_by("pk"))
+    assert len(deliveries) == 2 and deliveries[1].target_url.endswith("?copy=1")
+    for delivery in deliveries:
+        delivery_attempt(delivery_id=delivery.pk)
+    assert [r["sha256"] for r in fake_recall.webhook_receipts] == [hashlib.sha256(ODD_BODY).hexdigest()] * 2
+
+
+def test_admin_replay_sends_a_failed_delivery_again(client, staff, recall_app, fake_recall):
+    fake_recall.configure(webhook_fail_next=[400])
+    post_event(client, recall_app.zoom_app, ODD_BODY)
+    delivery = ZoomWebhookDelivery.objects.get()
+    delivery_attempt(delivery_id=delivery.pk)
+    assert ZoomWebhookDelivery.objects.get().status == ZoomWebhookDelivery.Status.FAILED
+    client.force_login(staff)
+    response = client.post(
+        "/admin/webhooks/zoomwebhookdelivery/", {"action": "replay_now", "_selected_action": [delivery.pk]}
+    )
+    assert response.status_code == 302
+    assert ZoomWebhookDelivery.objects.get().status == ZoomWebhookDelivery.Status.PENDING
+    delivery_attempt(delivery_id=delivery.pk)  # what the worker runs for the enqueued task
+    replayed = ZoomWebhookDelivery.objects.get()
+    assert replayed.status == ZoomWebhookDelivery.Status.DELIVERED and replayed.attempts == 2
