@@ -13,8 +13,12 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	touch $(STAMP)
 
+# Development settings for manage.py commands run by hand in this checkout (git-ignored).
+.env:
+	printf '# Development only: production sets DEBUG=false and real secrets.\nDEBUG=true\n' > .env
+
 ## run: the broker (web, worker and beat) on SQLite and the filesystem broker, no server needed
-run: $(STAMP)
+run: $(STAMP) .env
 	./scripts/run-dev
 
 ## test: the test suite against PostgreSQL and Redis on 127.0.0.1 (started if they are not running)
@@ -24,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 ## demo: the broker wired to the fake Zoom and fake Recall, with a walk-through
-demo: $(STAMP)
+demo: $(STAMP) .env
 	./scripts/demo
 
 lint: $(STAMP)
