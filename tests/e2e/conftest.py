@@ -1,5 +1,6 @@
-"""Real processes: gunicorn, a Celery worker and Celery beat, on PostgreSQL and Redis, wired to
-the fake Zoom and fake Recall through settings (environment variables), as in production."""
+"""Real processes: gunicorn, a Celery worker, Celery beat, the fake Zoom and the fake Recall, on
+PostgreSQL and Redis, wired together through settings (environment variables) as in production.
+The tests drive and inspect the fakes through their control APIs."""
 
 import os
 import re
@@ -130,9 +131,44 @@ class Broker:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+class FakeProcess:
+    """A fake started as its own process (python -m tests.fakes.zoom / recall), as in make demo."""
+
+    def __init__(self, module: str, *args: str, log_dir: Path):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        log = open(log_dir / f"{module.rsplit('.', 1)[1]}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", str(self.port), *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{module} did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
-def e2e_fakes(_fake_zoom_server, _fake_recall_server):
-    return _fake_zoom_server, _fake_recall_server
+def e2e_fakes(tmp_path_factory):
+    from tests.fakes.control import FakeRecallControl, FakeZoomControl
+
+    log_dir = tmp_path_factory.mktemp("fakes")
+    zoom = FakeProcess("tests.fakes.zoom", log_dir=log_dir)
+    recall_process = FakeProcess("tests.fakes.recall", "--zoom", zoom.base_url, log_dir=log_dir)
+    yield FakeZoomControl(zoom.base_url), FakeRecallControl(recall_process.base_url)
+    recall_process.stop()
+    zoom.stop()
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,7 @@ def test_seed_000_join_token_from_the_hosts_connection(e2e):
     bot = wait_for_bot(bot, "done", "fatal")
     assert bot.status == "done"
     remote = fake_recall.bots[bot.recall_id]
-    assert remote["_observed"]["join_token"]["status"] == 200
+    assert remote["observed"]["join_token"]["status"] == 200
     assert [c["code"] for c in remote["status_changes"]][:2] == ["joining_call", "in_call_recording"]
     assert fake_zoom.counters["join_token"] == 1
 
@@ -128,7 +128,7 @@ def test_seed_002_sign_in_required_meeting_with_the_service_accounts_zak(e2e):
     )
     bot = wait_for_bot(bot, "done", "fatal")
     assert bot.status == "done", bot.sub_code
-    assert fake_recall.bots[bot.recall_id]["_observed"]["zak"]["status"] == 200
+    assert fake_recall.bots[bot.recall_id]["observed"]["zak"]["status"] == 200
     assert fake_zoom.counters["zak"] == 1
 
 
