@@ -240,6 +240,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Trusted proxies in front of the broker: throttles and audit use the client address
+    # they put in X-Forwarded-For instead of the proxy's own.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "DEFAULT_THROTTLE_RATES": {
         "callback_connection": env.str("CALLBACK_RATE_PER_CONNECTION", default="600/min"),
         "callback_address": env.str("CALLBACK_RATE_PER_ADDRESS", default="1200/min"),

@@ -8,6 +8,7 @@ meeting · 409 Zoom refused to mint (scope, user not in the meeting, not the hos
 410 the connection needs reconnecting · 429 throttled · 502/503 Zoom failing (Retry-After).
 """
 
+import ipaddress
 import logging
 import re
 import time
@@ -98,6 +99,16 @@ class FailedAuthThrottle:
                 cache.set(self.key, 1, self.period)
 
 
+def _client_address(request) -> str | None:
+    """The caller's address, through NUM_PROXIES trusted proxies (X-Forwarded-For), as DRF sees it."""
+    ident = CallbackAddressThrottle().get_ident(request)
+    try:
+        ipaddress.ip_address(ident)
+    except ValueError:
+        return None
+    return ident
+
+
 class Deadline:
     def __init__(self, seconds: float):
         self.ends_at = time.monotonic() + seconds
@@ -160,7 +171,7 @@ class TokenCallbackView(APIView):
             latency_ms=int((time.monotonic() - started) * 1000),
             zoom_calls=self.audit["zoom_calls"],
             signature_checked=self.audit["signature_checked"],
-            client_address=request.META.get("REMOTE_ADDR") or None,
+            client_address=_client_address(request),
         )
         logger.info(
             "token callback",
@@ -172,7 +183,7 @@ class TokenCallbackView(APIView):
         if kind not in CallbackLog.Kind.values:
             raise CallbackProblem(404, "Unknown token kind.")
         deadline = Deadline(settings.CALLBACK_TIME_BUDGET)
-        failures = FailedAuthThrottle(request.META.get("REMOTE_ADDR", ""))
+        failures = FailedAuthThrottle(CallbackAddressThrottle().get_ident(request))
         if failures.exhausted():
             raise CallbackProblem(429, "Too many failed attempts from this address.", retry_after=60)
         try:

@@ -234,6 +234,16 @@ def test_guessing_secrets_is_throttled(anon, connection, settings):
     assert response.status_code == 429 and response["Retry-After"]
 
 
+def test_behind_a_proxy_each_client_address_is_throttled_on_its_own(anon, connection, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    bad = path_of(connection.zak_url).replace(connection.callback_secret, "guess")
+    for _ in range(21):
+        anon.get(bad, HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert anon.get(path_of(connection.zak_url), HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 429
+    assert anon.get(path_of(connection.zak_url), HTTP_X_FORWARDED_FOR="198.51.100.7").status_code == 200
+    assert CallbackLog.objects.filter(status_code=200).get().client_address == "198.51.100.7"
+
+
 def test_every_callback_is_audited_without_the_token(anon, connection, meeting):
     token = assert_bare_token(anon.get(path_of(connection.callback_url("obf", meeting_id=meeting))))
     anon.get(path_of(connection.zak_url).replace(connection.callback_secret, "bad"))
