@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 from django.utils.html import format_html
 
 from zoomauth.models import ZoomApp, ZoomConnection
@@ -15,6 +16,21 @@ from .services import (
     recall_app_push_secrets,
     recall_app_register,
 )
+
+
+class _CallsRecallOnAdd:
+    """The add view calls Recall in save_model; when that fails nothing is saved, the error is in
+    the messages, and the person stays on the form instead of seeing "added successfully"."""
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if obj.pk is None:
+            return HttpResponseRedirect(request.path)
+        return super().response_add(request, obj, post_url_continue)
+
+    def log_addition(self, request, obj, message):
+        if obj.pk is not None:
+            return super().log_addition(request, obj, message)
+        return None
 
 
 class RegisterForm(forms.ModelForm):
@@ -37,7 +53,7 @@ class RegisterForm(forms.ModelForm):
 
 
 @admin.register(RecallOAuthApp)
-class RecallOAuthAppAdmin(admin.ModelAdmin):
+class RecallOAuthAppAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     list_display = ("zoom_app", "recall_id", "base_url", "webhook_last_validation_at", "created_at")
     readonly_fields = ("recall_id", "base_url", "webhook_url", "marketplace_settings", "webhook_last_validation_at")
     actions = ("push_secrets", "delete_in_recall")
@@ -162,7 +178,7 @@ class LaunchBotForm(forms.ModelForm):
 
 
 @admin.register(Bot)
-class BotAdmin(admin.ModelAdmin):
+class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     list_display = ("created_at", "bot_name", "meeting_id", "user", "connection", "status", "sub_code", "recall_id")
     list_filter = ("status", "sub_code")
     search_fields = ("meeting_id", "recall_id", "user__username")

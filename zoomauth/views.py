@@ -1,4 +1,5 @@
 import logging
+import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -27,7 +28,7 @@ def connect(request):
     app_id = request.GET.get("app")
     if app_id:
         try:
-            app = apps.filter(public_id=app_id).first()
+            app = apps.filter(public_id=uuid.UUID(app_id)).first()
         except ValueError:
             app = None
         if app is None:

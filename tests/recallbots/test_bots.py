@@ -201,3 +201,22 @@ def test_recall_signed_token_gets_are_verified(client, connection, meeting, fake
 
     log = CallbackLog.objects.get(kind="join-token")
     assert (log.status_code, log.signature_checked) == (200, True)
+
+
+def test_admin_launch_failure_keeps_staff_on_the_form_with_the_reason(client, staff, connection):
+    client.force_login(staff)
+    response = client.post(
+        "/admin/recallbots/bot/add/",
+        {
+            "user": staff.pk,
+            "meeting_url": "https://zoom.us/j/123456789",
+            "token_kinds": ["zak"],
+            "zak_from_service_account": "on",
+            "bot_name": "x",
+        },
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == ["No service account is set: staff mark one Zoom connection as the service account."]
+    assert response.redirect_chain[-1][0] == "/admin/recallbots/bot/add/"
+    assert not Bot.objects.exists()

@@ -141,3 +141,10 @@ def test_home_page_shows_callback_urls_but_no_tokens(signed_in, connection):
     page = signed_in.get("/").content.decode()
     assert connection.callback_secret in page  # the user's own URLs
     assert connection.access_token not in page and connection.refresh_token not in page
+
+
+@pytest.mark.parametrize("app_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
+def test_unknown_app_in_the_connect_link_is_a_404_page(signed_in, zoom_app, app_id):
+    response = signed_in.get(f"/zoom/connect/?app={app_id}")
+    assert response.status_code == 404
+    assert b"That Zoom app does not exist." in response.content
