@@ -148,8 +148,10 @@ def event_handle_locally(*, delivery_id: int) -> None:
             event = json.loads(bytes(delivery.body))
         except ValueError:
             event = {}
-        payload = event.get("payload") or {}
-        obj = payload.get("object") or {}
+        # Zoom's shapes are not ours to trust: anything unexpected is simply not acted on.
+        event = event if isinstance(event, dict) else {}
+        payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+        obj = payload.get("object") if isinstance(payload.get("object"), dict) else {}
         kind = event.get("event", "")
         app = delivery.app
         connection = None

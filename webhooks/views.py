@@ -39,13 +39,16 @@ def zoom_webhook(request, app_public_id):
         return _reject(request, app, str(exc))
     try:
         event = json.loads(body)
-        event_name = str(event.get("event", ""))
-    except (ValueError, AttributeError):
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
         return _reject(request, app, "body is not a JSON object", status=400)
+    event_name = str(event.get("event", ""))
 
     answer = None
     if event_name == "endpoint.url_validation":
-        plain_token = str((event.get("payload") or {}).get("plainToken", ""))
+        payload = event.get("payload")
+        plain_token = str(payload.get("plainToken", "")) if isinstance(payload, dict) else ""
         if not plain_token:
             return _reject(request, app, "url_validation without plainToken", status=400)
         answer = zoom_signature.url_validation_answer(secret=app.webhook_secret, plain_token=plain_token)

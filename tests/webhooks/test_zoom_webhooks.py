@@ -248,3 +248,21 @@ def test_admin_replay_sends_a_failed_delivery_again(client, staff, recall_app, f
     delivery_attempt(delivery_id=delivery.pk)  # what the worker runs for the enqueued task
     replayed = ZoomWebhookDelivery.objects.get()
     assert replayed.status == ZoomWebhookDelivery.Status.DELIVERED and replayed.attempts == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[1, 2]", b"not json", b'{"event": "endpoint.url_validation", "payload": "x"}'],
+)
+def test_signed_but_malformed_bodies_get_400_not_500(client, zoom_app, body):
+    response = post_event(client, zoom_app, body)
+    assert response.status_code == 400
+    assert not ZoomWebhookDelivery.objects.exists()
+
+
+def test_odd_payload_shapes_are_stored_and_handled_without_errors(client, zoom_app):
+    body = b'{"event": "meeting.created", "payload": {"object": [1]}}'
+    assert post_event(client, zoom_app, body).status_code == 200
+    delivery = ZoomWebhookDelivery.objects.get()
+    event_handle_locally(delivery_id=delivery.pk)
+    assert ZoomWebhookDelivery.objects.get().processed_at is not None
