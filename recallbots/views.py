@@ -105,9 +105,10 @@ def recall_webhook(request):
         return HttpResponse(f"Bad signature: {exc}.", status=401, content_type="text/plain")
     try:
         event = json.loads(request.body)
-        data = event["data"]
-        status_data, bot_data = data["data"], data["bot"]
+        status_data, bot_data = event["data"]["data"], event["data"]["bot"]
     except (ValueError, KeyError, TypeError):
+        status_data = bot_data = None
+    if not (isinstance(status_data, dict) and isinstance(bot_data, dict)):
         return HttpResponse("Not a bot status event.", status=400, content_type="text/plain")
     if not str(event.get("event", "")).startswith("bot."):
         return HttpResponse("ignored", content_type="text/plain")

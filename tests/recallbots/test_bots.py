@@ -220,3 +220,13 @@ def test_admin_launch_failure_keeps_staff_on_the_form_with_the_reason(client, st
     assert shown == ["No service account is set: staff mark one Zoom connection as the service account."]
     assert response.redirect_chain[-1][0] == "/admin/recallbots/bot/add/"
     assert not Bot.objects.exists()
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"event": "bot.done", "data": {"data": "x", "bot": "y"}}', b"{"])
+def test_malformed_status_events_get_400(settings, body):
+    headers = {
+        f"HTTP_{k.upper().replace('-', '_')}": v
+        for k, v in standard_webhook_headers(settings.RECALL_VERIFICATION_SECRET, body).items()
+    }
+    response = Client().post("/recall/webhooks/bot-status/", body, content_type="application/json", **headers)
+    assert response.status_code == 400
