@@ -327,7 +327,10 @@ def bot_launch(
 def _parse_time(value) -> datetime | None:
     if not value:
         return None
-    parsed = parse_datetime(str(value))
+    try:
+        parsed = parse_datetime(str(value))
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        return None
     if parsed is not None and timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
     return parsed
@@ -354,12 +357,18 @@ def bot_record_status(
     try:
         with transaction.atomic():
             BotStatusChange.objects.create(
-                bot=bot, code=code, sub_code=sub_code or "", occurred_at=when, webhook_id=webhook_id or None
+                bot=bot,
+                code=code[:50],
+                sub_code=(sub_code or "")[:100],
+                occurred_at=when,
+                webhook_id=webhook_id[:100] or None,
             )
     except IntegrityError:
         return False
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
-        _apply_status_changes(bot, [{"code": code, "sub_code": sub_code, "created_at": when.isoformat()}])
+        _apply_status_changes(
+            bot, [{"code": code[:50], "sub_code": (sub_code or "")[:100], "created_at": when.isoformat()}]
+        )
         bot.save(update_fields=["status", "sub_code", "status_updated_at"])
     return True

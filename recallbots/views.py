@@ -115,7 +115,7 @@ def recall_webhook(request):
     bot_record_status(
         recall_bot_id=str(bot_data.get("id", "")),
         code=str(status_data.get("code", "")),
-        sub_code=status_data.get("sub_code"),
+        sub_code=str(status_data["sub_code"]) if status_data.get("sub_code") else None,
         occurred_at=status_data.get("updated_at"),
         webhook_id=webhook_id,
     )
