@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 MEETING_ID = re.compile(r"^\d{9,13}$")
 # Concurrent ZAK callbacks for one connection share one Zoom call for this long.
 ZAK_SHARE_SECONDS = 60
+# Recall refuses access tokens with less than this left.
+RECALL_MIN_VALIDITY_SECONDS = 120
 # Leave the token this long past the minting call, so the minting request itself can succeed.
 MINT_MIN_VALIDITY_SECONDS = 120
 
@@ -235,12 +237,24 @@ class TokenCallbackView(APIView):
 
     def _token(self, kind: str, connection: ZoomConnection, meeting_id: str, request, deadline: Deadline) -> str:
         if kind == CallbackLog.Kind.ACCESS_TOKEN:
-            fresh = self._call(
-                deadline,
-                lambda timeout: connection_fresh_access_token(
-                    connection_id=connection.pk, min_validity=settings.ACCESS_TOKEN_MIN_VALIDITY, timeout=timeout
-                ),
-            )
+            try:
+                fresh = self._call(
+                    deadline,
+                    lambda timeout: connection_fresh_access_token(
+                        connection_id=connection.pk, min_validity=settings.ACCESS_TOKEN_MIN_VALIDITY, timeout=timeout
+                    ),
+                )
+            except CallbackProblem as problem:
+                # Zoom failing to refresh early is no reason to fail Recall: a stored token that
+                # still meets Recall's 120 s minimum (plus a little slack) is served instead.
+                stored = ZoomConnection.objects.get(pk=connection.pk)
+                if (
+                    problem.http_status in (502, 503)
+                    and stored.is_usable
+                    and not stored.expires_within(timedelta(seconds=RECALL_MIN_VALIDITY_SECONDS + 15))
+                ):
+                    return stored.access_token
+                raise
             return fresh.token
         if kind == CallbackLog.Kind.ZAK:
             return self._shared_zak(connection, deadline)

@@ -73,6 +73,19 @@ def test_access_token_with_60s_left_is_refreshed_to_at_least_120s(anon, connecti
     assert fake_zoom.counters["refresh"] == 1
 
 
+def test_access_token_falls_back_to_a_stored_token_with_enough_left_when_zoom_fails(anon, connection, fake_zoom):
+    ZoomConnection.objects.filter(pk=connection.pk).update(
+        access_token_expires_at=timezone.now() + timedelta(seconds=200)
+    )
+    fake_zoom.configure(fail_next=50, fail_status=503)
+    response = anon.get(path_of(connection.access_token_callback_url))
+    assert assert_bare_token(response) == connection.access_token
+    ZoomConnection.objects.filter(pk=connection.pk).update(
+        access_token_expires_at=timezone.now() + timedelta(seconds=100)
+    )
+    assert anon.get(path_of(connection.access_token_callback_url)).status_code == 502  # too close to expiry to serve
+
+
 def test_zak_is_a_valid_bare_zak(anon, connection, fake_zoom):
     token = assert_bare_token(anon.get(path_of(connection.zak_url)))
     assert introspect(fake_zoom, "zak", token)["valid"] is True
