@@ -213,6 +213,23 @@ def credential_access_token(*, connection: ZoomConnection, timeout: float | None
     return FreshToken(token.token, expires_at, zoom_calls=0)
 
 
+def credentials_sync_statuses(*, recall_app: RecallOAuthApp) -> int:
+    """Read every credential of an app from Recall's list (a page per call, not a call per
+    credential: the list endpoint allows 60 calls a minute) and store the statuses."""
+    remote = {
+        body["id"]: body.get("status") or RecallCredential.Status.UNKNOWN
+        for body in recall_client(base_url=recall_app.base_url).list_credentials(oauth_app=recall_app.recall_id)
+    }
+    now = timezone.now()
+    updated = 0
+    for status in set(remote.values()):
+        ids = [recall_id for recall_id, value in remote.items() if value == status]
+        updated += RecallCredential.objects.filter(recall_app=recall_app, recall_id__in=ids).update(
+            status=status, last_synced_at=now
+        )
+    return updated
+
+
 def credential_sync_status(*, credential: RecallCredential) -> None:
     body = recall_client(base_url=credential.recall_app.base_url).get_credential(credential.recall_id)
     credential.status = body.get("status") or RecallCredential.Status.UNKNOWN

@@ -5,8 +5,8 @@ from celery import shared_task
 from zoomauth.models import ZoomConnection
 
 from . import recall
-from .models import RecallCredential
-from .services import credential_create_customer_managed, credential_sync_status
+from .models import RecallOAuthApp
+from .services import credential_create_customer_managed, credentials_sync_statuses
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,9 @@ def register_credential(self, connection_id: int) -> None:
 @shared_task(ignore_result=True)
 def sync_credential_statuses() -> int:
     count = 0
-    for credential in RecallCredential.objects.select_related("recall_app").iterator():
+    for recall_app in RecallOAuthApp.objects.all():
         try:
-            credential_sync_status(credential=credential)
-            count += 1
+            count += credentials_sync_statuses(recall_app=recall_app)
         except recall.RecallError as exc:
-            logger.info("credential status sync failed: %s", exc, extra={"credential": credential.recall_id})
+            logger.info("credential status sync failed: %s", exc, extra={"recall_app": recall_app.recall_id})
     return count

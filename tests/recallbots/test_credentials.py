@@ -11,7 +11,7 @@ from recallbots.services import (
     recall_app_push_secrets,
     recall_app_register,
 )
-from recallbots.tasks import register_credential
+from recallbots.tasks import register_credential, sync_credential_statuses
 from tests.conftest import connect_via_fake_zoom
 from zoomauth.models import ZoomApp, ZoomConnection
 
@@ -87,8 +87,11 @@ def test_firewall_refuses_localhost_callback_urls(recall_app, connection, settin
 def test_credential_status_is_kept_in_sync(recall_app, connection, fake_recall):
     credential = credential_create_customer_managed(connection=connection)
     fake_recall.credentials[credential.recall_id]["status"] = "unhealthy"
-    credential_sync_status(credential=credential)
+    assert sync_credential_statuses.run() == 1  # what beat runs: one list call per app
     assert RecallCredential.objects.get().status == "unhealthy"
+    fake_recall.credentials[credential.recall_id]["status"] = "healthy"
+    credential_sync_status(credential=credential)  # the admin action, for one credential
+    assert RecallCredential.objects.get().status == "healthy"
 
 
 def test_recall_managed_connect_and_tokens_from_recall(zoom_app, user, client, fake_zoom, fake_recall):
