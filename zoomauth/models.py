@@ -137,7 +137,10 @@ class ZoomConnection(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["app", "zoom_user_id"], name="one_connection_per_app_and_zoom_user"),
             models.UniqueConstraint(
-                fields=["is_service_account"], condition=Q(is_service_account=True), name="one_service_account"
+                fields=["is_service_account"],
+                condition=Q(is_service_account=True),
+                name="one_service_account",
+                violation_error_message="Another connection is already the service account: unmark it first.",
             ),
         ]
         indexes = [
