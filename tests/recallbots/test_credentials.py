@@ -41,6 +41,23 @@ def test_register_app_with_recall(recall_app, fake_recall):
     )
 
 
+def test_register_adopts_the_app_recall_already_has(zoom_app, fake_recall):
+    existing = recall.RecallClient().create_zoom_oauth_app(
+        kind="user_level", client_id=zoom_app.client_id, client_secret="old", webhook_secret="old"
+    )
+    app = recall_app_register(zoom_app=zoom_app)
+    assert app.recall_id == existing["id"] and len(fake_recall.apps) == 1
+    assert fake_recall.apps[app.recall_id]["webhook_secret"] == "fake-webhook-secret-token"
+
+
+def test_register_without_a_secret_token_shows_recalls_reason(zoom_app, fake_recall):
+    ZoomApp.objects.filter(pk=zoom_app.pk).update(webhook_secret="")
+    zoom_app.refresh_from_db()
+    with pytest.raises(recall.RecallError, match="webhook_secret: \\['This field is required.'\\]"):
+        recall_app_register(zoom_app=zoom_app)
+    assert not RecallOAuthApp.objects.exists()
+
+
 def test_register_in_another_region_and_push_secrets_then_delete(zoom_app, fake_recall):
     app = recall_app_register(zoom_app=zoom_app, region="eu-central-1")
     assert app.base_url.endswith("/eu-central-1")
