@@ -10,10 +10,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import ApiTokenAuthentication
 from zoomauth.models import ZoomConnection
 
 from . import signing
@@ -55,7 +58,14 @@ def bot_detail(request, public_id):
     return render(request, "recallbots/bot.html", {"bot": bot})
 
 
-class ConnectionListView(ListAPIView):
+class _CustomerApi:
+    """The customer's backend (API token) or a signed-in user (session)."""
+
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+
+
+class ConnectionListView(_CustomerApi, ListAPIView):
     """The caller's Zoom connections with their callback URLs."""
 
     serializer_class = ConnectionSerializer
@@ -64,7 +74,7 @@ class ConnectionListView(ListAPIView):
         return ZoomConnection.objects.filter(user=self.request.user).select_related("app").order_by("-created_at")
 
 
-class BotListCreateView(APIView):
+class BotListCreateView(_CustomerApi, APIView):
     @extend_schema(responses=BotSerializer(many=True))
     def get(self, request):
         bots = (
@@ -84,7 +94,7 @@ class BotListCreateView(APIView):
         return Response(BotSerializer(bot).data, status=status.HTTP_201_CREATED)
 
 
-class BotDetailView(RetrieveAPIView):
+class BotDetailView(_CustomerApi, RetrieveAPIView):
     serializer_class = BotSerializer
     lookup_field = "public_id"
 

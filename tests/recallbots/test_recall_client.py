@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import responses
 
 from recallbots import recall
 
@@ -67,3 +68,44 @@ def test_507_without_retry_after_waits_thirty_seconds(fake_recall):
     with pytest.raises(recall.RecallRetryableError) as caught:
         recall.RecallClient(max_attempts=2, max_wait=5).create_bot({"meeting_url": "https://zoom.us/j/123456789"})
     assert caught.value.retry_after == 30.0
+
+
+@responses.activate
+def test_exact_url_auth_header_and_json_body(settings):
+    settings.RECALL_API_BASE_URL = "https://eu-central-1.recall.test"
+    responses.post(
+        "https://eu-central-1.recall.test/api/v2/zoom-oauth-credentials/",
+        status=201,
+        json={"id": "cred-1", "status": "healthy"},
+        match=[
+            responses.matchers.header_matcher({"Authorization": "Token key-123"}),
+            responses.matchers.json_params_matcher(
+                {"oauth_app": "app-1", "access_token_callback_url": "https://b.example/cb?auth_token=s"}
+            ),
+        ],
+    )
+    body = recall.RecallClient(api_key="key-123").create_credential_customer_managed(
+        oauth_app="app-1", access_token_callback_url="https://b.example/cb?auth_token=s"
+    )
+    assert body["id"] == "cred-1"
+
+
+@responses.activate
+def test_recall_managed_credential_sends_the_code_and_verifier(settings):
+    settings.RECALL_API_BASE_URL = "https://us-west-2.recall.test"
+    responses.post(
+        "https://us-west-2.recall.test/api/v2/zoom-oauth-credentials/",
+        status=201,
+        json={"id": "cred-2"},
+        match=[
+            responses.matchers.json_params_matcher(
+                {
+                    "oauth_app": "app-1",
+                    "authorization_code": {"code": "C", "redirect_uri": "https://b/cb/", "code_verifier": "V"},
+                }
+            )
+        ],
+    )
+    recall.RecallClient(api_key="k").create_credential_recall_managed(
+        oauth_app="app-1", code="C", redirect_uri="https://b/cb/", code_verifier="V"
+    )
