@@ -129,7 +129,8 @@ class FakeZoom(FakeServer):
             }
             self.config = {
                 "access_token_ttl": 3599,
-                "rate_limit_per_second": 0,  # per account; 0 = unlimited
+                "rate_limit_per_second": 0,  # calls per account per window; 0 = unlimited
+                "rate_window_seconds": 1.0,
                 "retry_after": "1",  # seconds, an HTTP date, or "" for no header
                 "fail_next": 0,
                 "fail_status": 500,
@@ -171,7 +172,8 @@ class FakeZoom(FakeServer):
             return None
         now = time.time()
         with self.lock:
-            window = [t for t in self.rate_window.get(account_id, []) if now - t < 1.0]
+            span = self.config["rate_window_seconds"]
+            window = [t for t in self.rate_window.get(account_id, []) if now - t < span]
             if len(window) >= limit:
                 self.counters["rate_limited"] += 1
                 self.rate_window[account_id] = window

@@ -162,7 +162,7 @@ def test_zoom_5xx_is_502_with_retry_after(anon, connection, fake_zoom):
 
 
 def test_zoom_429_beyond_the_budget_is_503_with_retry_after(anon, connection, fake_zoom):
-    fake_zoom.configure(rate_limit_per_second=1, retry_after="30")
+    fake_zoom.configure(rate_limit_per_second=1, rate_window_seconds=60, retry_after="30")
     assert anon.get(path_of(connection.zak_url)).status_code == 200
     started = time.monotonic()
     response = anon.get(path_of(connection.callback_url("obf", meeting_id="85000000000")))
@@ -172,7 +172,7 @@ def test_zoom_429_beyond_the_budget_is_503_with_retry_after(anon, connection, fa
 
 
 def test_zoom_429_within_the_budget_is_retried(anon, connection, fake_zoom, meeting):
-    fake_zoom.configure(rate_limit_per_second=1, retry_after="1")
+    fake_zoom.configure(rate_limit_per_second=1, rate_window_seconds=2, retry_after="2")
     assert anon.get(path_of(connection.zak_url)).status_code == 200
     started = time.monotonic()
     token = assert_bare_token(anon.get(path_of(connection.callback_url("obf", meeting_id=meeting))))
