@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -196,6 +197,27 @@ BEAT_REFRESH_INTERVAL = env.int("BEAT_REFRESH_INTERVAL_SECONDS", default=60)
 BEAT_SWEEP_INTERVAL = env.int("BEAT_SWEEP_INTERVAL_SECONDS", default=60)
 # How old the beat heartbeat may be before /readyz reports beat as down.
 BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env.int("BEAT_HEARTBEAT_MAX_AGE", default=180))
+# The schedule lives in settings so that every deployment runs the same one. Run exactly one beat
+# process; every task it sends is idempotent, so a duplicate tick does no harm.
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {
+        "task": "accounts.tasks.record_heartbeat",
+        "schedule": timedelta(seconds=BEAT_HEARTBEAT_INTERVAL),
+    },
+    "refresh-due-connections": {
+        "task": "zoomauth.tasks.refresh_due_connections",
+        "schedule": timedelta(seconds=BEAT_REFRESH_INTERVAL),
+    },
+    "prune-callback-logs": {"task": "zoomauth.tasks.prune_callback_logs", "schedule": crontab(minute=17, hour=3)},
+    "sweep-webhook-deliveries": {
+        "task": "webhooks.tasks.sweep_pending_deliveries",
+        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
+    },
+    "sync-recall-credentials": {
+        "task": "recallbots.tasks.sync_credential_statuses",
+        "schedule": timedelta(minutes=15),
+    },
+}
 
 # --- External services ---------------------------------------------------------------------
 ZOOM_OAUTH_BASE_URL = env.str("ZOOM_OAUTH_BASE_URL", default="https://zoom.us").rstrip("/")

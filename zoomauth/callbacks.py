@@ -6,6 +6,11 @@ with a fitting status; never a 200 without a token. Statuses:
 400 bad meeting id · 401 bad secret or signature · 404 no usable connection or no such
 meeting · 409 Zoom refused to mint (scope, user not in the meeting, not the host) ·
 410 the connection needs reconnecting · 429 throttled · 502/503 Zoom failing (Retry-After).
+
+This view owns the HTTP side: throttles, authentication, the audit and the mapping from a
+token error's category to a status. What token to hand out is zoomauth.tokens' business.
+The path is kept lean because bots wait on it: one row read, throttles that cost one Redis
+round trip each, no content negotiation, and the audit row written after the answer is sent.
 """
 
 import ipaddress
@@ -13,32 +18,35 @@ import logging
 import re
 import time
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
-from encrypted_model_fields.fields import decrypt_str, encrypt_str
-from rest_framework import renderers, status
+from rest_framework import renderers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from brokerproject.throttling import Window, counts
 from recallbots import signing
 
-from . import zoom
 from .models import CallbackLog, ZoomConnection
-from .services import ConnectionUnusable, connection_fresh_access_token
+from .tokens import Budget, Category, TokenRequest, TokenUnavailable, token_issue
 
 logger = logging.getLogger(__name__)
 
 MEETING_ID = re.compile(r"^\d{9,13}$")
-# Concurrent ZAK callbacks for one connection share one Zoom call for this long.
-ZAK_SHARE_SECONDS = 60
-# Recall refuses access tokens with less than this left.
-RECALL_MIN_VALIDITY_SECONDS = 120
-# Leave the token this long past the minting call, so the minting request itself can succeed.
-MINT_MIN_VALIDITY_SECONDS = 120
+UNKNOWN = "Unknown connection or wrong auth_token."
+
+STATUS_FOR = {
+    Category.NOT_FOUND: 404,
+    Category.REFUSED: 409,
+    Category.NEEDS_RECONNECT: 410,
+    Category.RATE_LIMITED: 503,
+    Category.TIMED_OUT: 503,
+    Category.ZOOM_FAILED: 502,
+}
 
 
 class PlainTextRenderer(renderers.BaseRenderer):
@@ -52,58 +60,84 @@ class PlainTextRenderer(renderers.BaseRenderer):
         return str(data).encode(self.charset)
 
 
-class CallbackProblem(Exception):
+class PlainTextOnly(BaseContentNegotiation):
+    """Recall takes text/plain whatever it sends in Accept: no negotiation to do, no 406."""
+
+    def select_parser(self, request, parsers):
+        return None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class CallbackRefused(Exception):
     def __init__(self, http_status: int, message: str, *, retry_after: int | None = None):
         super().__init__(message)
         self.http_status = http_status
         self.retry_after = retry_after
 
 
-class _CallbackThrottle(SimpleRateThrottle):
-    def throttle_failure(self):
-        return False
+class TokenResponse(Response):
+    """The plain-text answer; `after` runs once the server has sent it (WSGI close())."""
+
+    def __init__(self, body: str, *, status: int, retry_after: int | None = None):
+        super().__init__(body, status=status, content_type="text/plain; charset=utf-8")
+        self["Cache-Control"] = "no-store"
+        if retry_after:
+            self["Retry-After"] = str(retry_after)
+        self.after = None
+
+    def close(self):
+        try:
+            if self.after is not None:
+                self.after()
+        except Exception:
+            logger.exception("token callback audit failed")
+        finally:
+            super().close()
 
 
-class CallbackAddressThrottle(_CallbackThrottle):
-    scope = "callback_address"
-
-    def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-
-class CallbackConnectionThrottle(_CallbackThrottle):
-    scope = "callback_connection"
-
-    def get_cache_key(self, request, view):
-        ident = request.query_params.get("connection", "")[:36]
-        return self.cache_format % {"scope": self.scope, "ident": ident} if ident else None
-
-
-class FailedAuthThrottle:
-    """Counts refused secrets and signatures per address; past the rate, every request gets 429."""
-
-    scope = "callback_failures"
+class CallbackThrottles:
+    """Three fixed-window counters, each one Redis round trip:
+    - per client address, counted before anything else;
+    - refused secrets and signatures per address: past the rate every request from there is 429;
+    - per connection, counted only once the secret is verified, so nobody who merely knows a
+      connection id (it is in logs and URLs) can use up the real bot's allowance.
+    """
 
     def __init__(self, address: str):
-        limit, _, period = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][self.scope].partition("/")
-        self.limit = int(limit)
-        self.period = {"s": 1, "m": 60, "h": 3600}[period[0]]
-        self.key = f"throttle_{self.scope}_{address}"
+        rates = api_settings.DEFAULT_THROTTLE_RATES
+        self.address = Window.for_rate("callback_address", address, rates["callback_address"])
+        self.failures = Window.for_rate("callback_failures", address, rates["callback_failures"])
+        self.rates = rates
 
-    def exhausted(self) -> bool:
-        return (cache.get(self.key) or 0) >= self.limit
+    def check_address(self) -> None:
+        requests_seen, failures = counts([self.address, self.failures], increment=[True, False])
+        if failures >= self.failures.limit:
+            raise CallbackRefused(
+                429, "Too many failed attempts from this address.", retry_after=self.failures.retry_after()
+            )
+        if requests_seen > self.address.limit:
+            raise CallbackRefused(429, "Too many requests. Slow down.", retry_after=self.address.retry_after())
 
-    def record(self) -> None:
-        if not cache.add(self.key, 1, self.period):
-            try:
-                cache.incr(self.key)
-            except ValueError:
-                cache.set(self.key, 1, self.period)
+    def record_failure(self) -> None:
+        counts([self.failures], increment=[True])
+
+    def check_connection(self, connection: ZoomConnection) -> None:
+        window = Window.for_rate("callback_connection", str(connection.pk), self.rates["callback_connection"])
+        (seen,) = counts([window], increment=[True])
+        if seen > window.limit:
+            raise CallbackRefused(
+                429, "Too many requests for this connection. Slow down.", retry_after=window.retry_after()
+            )
 
 
-def _client_address(request) -> str | None:
-    """The caller's address, through NUM_PROXIES trusted proxies (X-Forwarded-For), as DRF sees it."""
-    ident = CallbackAddressThrottle().get_ident(request)
+def client_address(request) -> str:
+    """The caller's address through NUM_PROXIES trusted proxies (X-Forwarded-For), as DRF sees it."""
+    return BaseThrottle().get_ident(request)
+
+
+def _as_ip(ident: str) -> str | None:
     try:
         ipaddress.ip_address(ident)
     except ValueError:
@@ -111,101 +145,104 @@ def _client_address(request) -> str | None:
     return ident
 
 
-class Deadline:
-    def __init__(self, seconds: float):
-        self.ends_at = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        return self.ends_at - time.monotonic()
-
-
 class TokenCallbackView(APIView):
-    authentication_classes: list = []
+    authentication_classes: list = []  # the connection's secret, checked in get()
     permission_classes = [AllowAny]
     renderer_classes = [PlainTextRenderer]
-    throttle_classes = [CallbackAddressThrottle, CallbackConnectionThrottle]
+    content_negotiation_class = PlainTextOnly
+    throttle_classes: list = []  # CallbackThrottles, around the secret check in get()
     schema = None  # plain-text endpoints for Recall, not part of the JSON API
 
-    def throttled(self, request, wait):
-        raise CallbackProblem(429, "Too many requests. Slow down.", retry_after=int(wait or 1) + 1)
-
     def handle_exception(self, exc):
-        if isinstance(exc, CallbackProblem):
+        if isinstance(exc, CallbackRefused):
             raise exc
         return super().handle_exception(exc)
 
     def dispatch(self, request, *args, **kwargs):
         started = time.monotonic()
-        self.audit = {"zoom_calls": 0, "signature_checked": False, "connection": None, "meeting_id": ""}
+        self.audit = {"zoom_calls": 0, "signature_checked": False, "connection_id": None, "meeting_id": ""}
         kind = kwargs.get("kind", "")
         try:
             response = super().dispatch(request, *args, **kwargs)
             outcome = "token served" if response.status_code == 200 else str(getattr(response, "data", ""))[:200]
-        except CallbackProblem as problem:
-            response = self._problem_response(problem)
-            outcome = str(problem)
+        except CallbackRefused as refused:
+            response = self._refusal(refused)
+            outcome = str(refused)
         except Exception:
             logger.exception("token callback failed", extra={"kind": kind})
-            response = self._problem_response(CallbackProblem(503, "The broker failed; try again.", retry_after=2))
+            response = self._refusal(CallbackRefused(503, "The broker failed; try again.", retry_after=2))
             outcome = "internal error"
         response["Cache-Control"] = "no-store"
-        self._audit(request, kind, response.status_code, outcome, started)
+        if kind in CallbackLog.Kind.values:
+            latency_ms = int((time.monotonic() - started) * 1000)
+            address = _as_ip(client_address(request))
+            audit = lambda: self._audit(kind, response.status_code, outcome, latency_ms, address)  # noqa: E731
+            if isinstance(response, TokenResponse):
+                response.after = audit  # once Recall has its answer
+            else:
+                audit()
         return response
 
-    def _problem_response(self, problem: CallbackProblem):
-        response = Response(str(problem), status=problem.http_status, content_type="text/plain; charset=utf-8")
-        if problem.retry_after:
-            response["Retry-After"] = str(problem.retry_after)
+    def _refusal(self, refused: CallbackRefused) -> TokenResponse:
+        response = TokenResponse(str(refused), status=refused.http_status, retry_after=refused.retry_after)
         response.accepted_renderer = PlainTextRenderer()
         response.accepted_media_type = PlainTextRenderer.media_type
         response.renderer_context = {}
         return response.render()
 
-    def _audit(self, request, kind: str, status_code: int, outcome: str, started: float) -> None:
-        if kind not in CallbackLog.Kind.values:
-            return
+    def _audit(self, kind: str, status_code: int, outcome: str, latency_ms: int, address: str | None) -> None:
         CallbackLog.objects.create(
-            connection=self.audit["connection"],
+            connection_id=self.audit["connection_id"],
             kind=kind,
             meeting_id=self.audit["meeting_id"],
             status_code=status_code,
             outcome=outcome[:200],
-            latency_ms=int((time.monotonic() - started) * 1000),
+            latency_ms=latency_ms,
             zoom_calls=self.audit["zoom_calls"],
             signature_checked=self.audit["signature_checked"],
-            client_address=_client_address(request),
+            client_address=address,
         )
-        logger.info(
-            "token callback",
-            extra={"kind": kind, "status": status_code, "latency_ms": int((time.monotonic() - started) * 1000)},
-        )
+        logger.info("token callback", extra={"kind": kind, "status": status_code, "latency_ms": latency_ms})
 
     # --- request handling ------------------------------------------------------------------
     def get(self, request, kind: str):
         if kind not in CallbackLog.Kind.values:
-            raise CallbackProblem(404, "Unknown token kind.")
-        deadline = Deadline(settings.CALLBACK_TIME_BUDGET)
-        failures = FailedAuthThrottle(CallbackAddressThrottle().get_ident(request))
-        if failures.exhausted():
-            raise CallbackProblem(429, "Too many failed attempts from this address.", retry_after=60)
+            raise CallbackRefused(404, "Unknown token kind.")
+        budget = Budget(settings.CALLBACK_TIME_BUDGET)
+        throttles = CallbackThrottles(client_address(request))
+        throttles.check_address()
         try:
             self._check_signature(request)
             connection = self._authenticated_connection(request)
-        except CallbackProblem as problem:
-            if problem.http_status == 401:
-                failures.record()
+        except CallbackRefused as refused:
+            if refused.http_status == 401:
+                throttles.record_failure()
             raise
-        self.audit["connection"] = connection
+        self.audit["connection_id"] = connection.pk
+        throttles.check_connection(connection)
 
         meeting_id = ""
         if kind in (CallbackLog.Kind.OBF, CallbackLog.Kind.JOIN_TOKEN):
             meeting_id = request.query_params.get("meeting_id", "").replace(" ", "")
             self.audit["meeting_id"] = meeting_id[:20]
             if not MEETING_ID.match(meeting_id):
-                raise CallbackProblem(400, "meeting_id is missing or is not a Zoom meeting number (9 to 13 digits).")
+                raise CallbackRefused(400, "meeting_id is missing or is not a Zoom meeting number (9 to 13 digits).")
 
-        token = self._token(kind, connection, meeting_id, request, deadline)
-        return Response(token, status=status.HTTP_200_OK, content_type="text/plain; charset=utf-8")
+        token_request = TokenRequest(
+            connection=connection,
+            kind=kind,
+            meeting_id=meeting_id,
+            bypass_waiting_room=request.query_params.get("bypass_waiting_room", "").lower() in ("1", "true", "yes"),
+        )
+        try:
+            token = token_issue(request=token_request, budget=budget)
+        except TokenUnavailable as unavailable:
+            raise CallbackRefused(
+                STATUS_FOR[unavailable.category], str(unavailable), retry_after=unavailable.retry_after
+            ) from None
+        finally:
+            self.audit["zoom_calls"] = budget.zoom_calls
+        return TokenResponse(token, status=200)
 
     def _check_signature(self, request) -> None:
         secret = settings.RECALL_VERIFICATION_SECRET
@@ -214,132 +251,24 @@ class TokenCallbackView(APIView):
         if not signing.has_signature_headers(request.headers):
             if settings.RECALL_ACCEPT_UNSIGNED_CALLBACKS:
                 return
-            raise CallbackProblem(401, "Unsigned request: Recall's webhook-signature headers are required.")
+            raise CallbackRefused(401, "Unsigned request: Recall's webhook-signature headers are required.")
         try:
             signing.verify(secret=secret, headers=request.headers, body=b"")
         except signing.SignatureError as exc:
-            raise CallbackProblem(401, f"Bad signature: {exc}.") from None
+            raise CallbackRefused(401, f"Bad signature: {exc}.") from None
         self.audit["signature_checked"] = True
 
     def _authenticated_connection(self, request) -> ZoomConnection:
+        """The one read of the connection row per request (the refresh path re-reads under a lock)."""
         try:
             public_id = uuid.UUID(request.query_params.get("connection", ""))
         except ValueError:
-            raise CallbackProblem(401, "Unknown connection or wrong auth_token.") from None
-        connection = ZoomConnection.objects.select_related("app").filter(public_id=public_id).first()
-        if connection is None or not connection.check_callback_secret(request.query_params.get("auth_token", "")):
-            raise CallbackProblem(401, "Unknown connection or wrong auth_token.")
-        if connection.status == ZoomConnection.Status.REVOKED:
-            raise CallbackProblem(404, "No usable Zoom connection: it was disconnected.")
-        if connection.status == ZoomConnection.Status.NEEDS_RECONNECT:
-            raise CallbackProblem(410, "The Zoom connection needs reconnecting by its user.")
-        return connection
-
-    def _token(self, kind: str, connection: ZoomConnection, meeting_id: str, request, deadline: Deadline) -> str:
-        if kind == CallbackLog.Kind.ACCESS_TOKEN:
-            try:
-                fresh = self._call(
-                    deadline,
-                    lambda timeout: connection_fresh_access_token(
-                        connection_id=connection.pk, min_validity=settings.ACCESS_TOKEN_MIN_VALIDITY, timeout=timeout
-                    ),
-                )
-            except CallbackProblem as problem:
-                # Zoom failing to refresh early is no reason to fail Recall: a stored token that
-                # still meets Recall's 120 s minimum (plus a little slack) is served instead.
-                stored = ZoomConnection.objects.get(pk=connection.pk)
-                if (
-                    problem.http_status in (502, 503)
-                    and stored.is_usable
-                    and not stored.expires_within(timedelta(seconds=RECALL_MIN_VALIDITY_SECONDS + 15))
-                ):
-                    return stored.access_token
-                raise
-            return fresh.token
-        if kind == CallbackLog.Kind.ZAK:
-            return self._shared_zak(connection, deadline)
-        access_token = self._access_token(connection, deadline)
-        if kind == CallbackLog.Kind.OBF:
-            minted = self._call(
-                deadline,
-                lambda timeout: zoom.get_obf_token(access_token=access_token, meeting_id=meeting_id, timeout=timeout),
-            )
-        else:
-            bypass = request.query_params.get("bypass_waiting_room", "").lower() in ("1", "true", "yes")
-            minted = self._call(
-                deadline,
-                lambda timeout: zoom.get_local_recording_join_token(
-                    access_token=access_token, meeting_id=meeting_id, bypass_waiting_room=bypass, timeout=timeout
-                ),
-            )
-        return minted.token
-
-    def _access_token(self, connection: ZoomConnection, deadline: Deadline) -> str:
-        fresh = self._call(
-            deadline,
-            lambda timeout: connection_fresh_access_token(
-                connection_id=connection.pk, min_validity=timedelta(seconds=MINT_MIN_VALIDITY_SECONDS), timeout=timeout
-            ),
+            raise CallbackRefused(401, UNKNOWN) from None
+        connection = (
+            ZoomConnection.objects.defer("refresh_token", "callback_secret", "scopes", "last_error")
+            .filter(public_id=public_id)
+            .first()
         )
-        return fresh.token
-
-    def _shared_zak(self, connection: ZoomConnection, deadline: Deadline) -> str:
-        """Single-flight across processes: one caller mints, the others wait for its result."""
-        key = f"zak:{connection.pk}:{connection.token_generation}"
-        lock_key = key + ":minting"
-        cached = cache.get(key)
-        if cached:
-            return decrypt_str(cached)
-        if cache.add(lock_key, 1, timeout=max(1, int(settings.CALLBACK_TIME_BUDGET) + 1)):
-            try:
-                access_token = self._access_token(connection, deadline)
-                minted = self._call(deadline, lambda timeout: zoom.get_zak(access_token=access_token, timeout=timeout))
-                cache.set(key, encrypt_str(minted.token).decode(), timeout=ZAK_SHARE_SECONDS)
-                return minted.token
-            finally:
-                cache.delete(lock_key)
-        while deadline.remaining() > 1.0:
-            time.sleep(0.05)
-            cached = cache.get(key)
-            if cached:
-                return decrypt_str(cached)
-            if not cache.get(lock_key):
-                break  # the minter failed; mint ourselves
-        access_token = self._access_token(connection, deadline)
-        return self._call(deadline, lambda timeout: zoom.get_zak(access_token=access_token, timeout=timeout)).token
-
-    def _call(self, deadline: Deadline, fn):
-        """Run a Zoom call within the time budget, retrying 429 (honouring Retry-After) and 5xx."""
-        attempt = 0
-        while True:
-            remaining = deadline.remaining()
-            if remaining < 0.3:
-                raise CallbackProblem(503, "Zoom did not answer within the time budget.", retry_after=5)
-            attempt += 1
-            try:
-                result = fn(min(settings.ZOOM_HTTP_TIMEOUT, remaining - 0.2))
-                self.audit["zoom_calls"] += getattr(result, "zoom_calls", 1)
-                return result
-            except ConnectionUnusable as exc:
-                if exc.status == ZoomConnection.Status.NEEDS_RECONNECT:
-                    raise CallbackProblem(410, "The Zoom connection needs reconnecting by its user.") from None
-                raise CallbackProblem(404, f"No usable Zoom connection: {exc}") from None
-            except zoom.ZoomRetryableError as exc:
-                self.audit["zoom_calls"] += 1
-                wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt
-                if deadline.remaining() - wait < 0.5:
-                    if exc.status == 429:
-                        raise CallbackProblem(
-                            503, "Zoom is rate-limiting this account; try again.", retry_after=int(wait) + 1
-                        ) from None
-                    raise CallbackProblem(502, f"Zoom failed: {exc}.", retry_after=5) from None
-                time.sleep(wait)
-            except zoom.ZoomNotFoundError:
-                self.audit["zoom_calls"] += 1
-                raise CallbackProblem(404, "Zoom says this meeting does not exist.") from None
-            except zoom.ZoomInvalidGrantError:
-                self.audit["zoom_calls"] += 1
-                raise CallbackProblem(410, "The Zoom connection needs reconnecting by its user.") from None
-            except zoom.ZoomPermanentError as exc:
-                self.audit["zoom_calls"] += 1
-                raise CallbackProblem(409, f"Zoom refused to make the token: {exc}.") from None
+        if connection is None or not connection.check_callback_secret(request.query_params.get("auth_token", "")):
+            raise CallbackRefused(401, UNKNOWN)
+        return connection

@@ -201,6 +201,11 @@ class ZoomConnection(models.Model):
         return public_url(reverse("zoomauth:token-callback", kwargs={"kind": kind}), query)
 
     @property
+    def zak_share_key(self) -> str:
+        """Concurrent ZAK callbacks share one Zoom call under this key (zoomauth.singleflight)."""
+        return f"zak:{self.pk}"
+
+    @property
     def access_token_callback_url(self) -> str:
         return self.callback_url("access-token")
 

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import zoom
+from . import singleflight, zoom
 from .models import ZoomApp, ZoomConnection
 
 logger = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ def connection_save_grant(
         if not connection.callback_secret_hash:
             connection.rotate_callback_secret()
         connection.save()
+    singleflight.forget(connection.zak_share_key)
     logger.info("zoom connection saved", extra={"connection": connection.public_id, "app": app.pk})
     return connection
 
@@ -183,6 +184,7 @@ def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = 
         connection.is_service_account = False
         connection.last_error = reason[:300]
         connection.save()
+    singleflight.forget(connection.zak_share_key)
     if revoke_at_zoom and token and connection.token_source == ZoomConnection.TokenSource.LOCAL:
         try:
             zoom.revoke_token(
@@ -290,6 +292,24 @@ def connection_fresh_access_token(
         raise
     logger.info("zoom token refreshed", extra={"connection": connection.public_id})
     return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
+
+
+def connection_mark_access_token_rejected(*, connection_id: int, token_generation: int) -> bool:
+    """Zoom refused this access token before its announced expiry: no callback may serve it again.
+
+    Marked by moving its expiry to now, only while it is still the same token (a concurrent
+    refresh may already have replaced it); the next caller then refreshes under the row lock.
+    """
+    marked = ZoomConnection.objects.filter(
+        pk=connection_id, token_generation=token_generation, token_source=ZoomConnection.TokenSource.LOCAL
+    ).update(
+        access_token_expires_at=timezone.now(),
+        last_error="Zoom rejected the access token before its expiry; refreshed.",
+        updated_at=timezone.now(),
+    )
+    if marked:
+        logger.warning("zoom rejected an access token early", extra={"connection_id": connection_id})
+    return bool(marked)
 
 
 def connection_refresh_if_due(*, connection_id: int) -> bool:

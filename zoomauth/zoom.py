@@ -39,6 +39,11 @@ class ZoomInvalidGrantError(ZoomPermanentError):
     """The refresh token or code is dead (rotated, revoked, reused or expired)."""
 
 
+class ZoomAccessTokenRejectedError(ZoomPermanentError):
+    """Zoom refused the access token itself (HTTP 401, code 124: invalid or expired), often before
+    the expiry it announced. The grant may still be alive: refresh and try again once."""
+
+
 class ZoomNotFoundError(ZoomPermanentError):
     """The meeting or user does not exist (HTTP 404, Zoom codes 3001 and 1001)."""
 
@@ -131,9 +136,15 @@ def _request(method: str, url: str, *, timeout: float | None, **kwargs) -> dict:
         raise ZoomRetryableError(message, status=status, code=code)
     if body.get("error") in _GRANT_ERRORS:
         raise ZoomInvalidGrantError(message, status=status, code=code)
+    if status == 401 and _is_bearer(kwargs.get("headers") or {}):
+        raise ZoomAccessTokenRejectedError(message, status=status, code=code)
     if status == 404 or body.get("code") in _NOT_FOUND_CODES:
         raise ZoomNotFoundError(message, status=status, code=code)
     raise ZoomPermanentError(message, status=status, code=code)
+
+
+def _is_bearer(headers: dict) -> bool:
+    return headers.get("Authorization", "").startswith("Bearer ")
 
 
 def _token_set(body: dict) -> TokenSet:

@@ -1,0 +1,279 @@
+"""Token callbacks over HTTP against the production server stack. Run with `make bench`.
+
+What runs: gunicorn with docker/gunicorn.conf.py (the production config), PostgreSQL and Redis on
+127.0.0.1, the fake Zoom as its own process answering every call after BENCH_ZOOM_DELAY (100 ms),
+and wrk as the load generator (100 concurrent connections). Encryption, the audit and the
+throttles are on; the throttle rates are raised so that one load generator is not throttled.
+
+Every figure is printed beside a floor measured in the same run: the same stack serving
+/bench/floor, a DRF view that reads one cached value (bench/urls.py). This machine is shared and
+noisy, so the ratios are what to compare between runs, not the milliseconds.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+ZOOM_DELAY = float(os.environ.get("BENCH_ZOOM_DELAY", "0.1"))
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "100"))
+MEETING = "85000000000"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+BROKER_PORT = free_port()
+ZOOM_PORT = free_port()
+ZOOM_URL = f"http://127.0.0.1:{ZOOM_PORT}"
+BROKER_URL = f"http://127.0.0.1:{BROKER_PORT}"
+
+ENV = {
+    **os.environ,
+    "DJANGO_SETTINGS_MODULE": "bench.settings",
+    "DEBUG": "false",
+    "SECRET_KEY": "bench-" + "k" * 60,
+    "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "PUBLIC_BASE_URL": BROKER_URL,
+    "SECURE_SSL_REDIRECT": "false",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/broker_bench",
+    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
+    "ZOOM_OAUTH_BASE_URL": ZOOM_URL,
+    "ZOOM_API_BASE_URL": ZOOM_URL + "/v2",
+    "LOG_LEVEL": "WARNING",
+    "CALLBACK_RATE_PER_ADDRESS": "100000000/min",
+    "CALLBACK_RATE_PER_CONNECTION": "100000000/min",
+    "PORT": str(BROKER_PORT),
+    "PYTHONPATH": str(ROOT),
+}
+os.environ.update(ENV)
+
+
+def wait_for(url: str, seconds: float = 30) -> None:
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def seed():
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = 'broker_bench'").fetchone():
+            admin.execute("CREATE DATABASE broker_bench")
+    import django
+
+    django.setup()
+    from django.core.cache import cache
+    from django.core.management import call_command
+
+    from accounts.models import User
+    from tests.fakes.control import FakeZoomControl
+    from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
+    from zoomauth.services import connection_save_grant
+    from zoomauth.zoom import ZoomUser, exchange_code
+
+    call_command("migrate", verbosity=0)
+    call_command("check_encryption", verbosity=0)
+    cache.clear()
+    CallbackLog.objects.all().delete()
+    ZoomConnection.objects.all().delete()
+    ZoomApp.objects.all().delete()
+    control = FakeZoomControl(ZOOM_URL)
+    app = ZoomApp.objects.create(name="bench", client_id="bench-client", client_secret="bench-secret")
+    control.add_app(client_id=app.client_id, client_secret=app.client_secret, redirect_uris=[app.redirect_uri])
+    control.add_user(id="zu_bench", email="bench@zoom.example")
+    control.add_meeting(id=MEETING, host_id="zu_bench")
+    location = control._post(
+        "/_control/consent",
+        {"client_id": app.client_id, "user_id": "zu_bench", "redirect_uri": app.redirect_uri, "state": "s"},
+    )["location"]
+    code = location.split("code=")[1].split("&")[0]
+    tokens = exchange_code(
+        client_id=app.client_id,
+        client_secret=app.client_secret,
+        code=code,
+        redirect_uri=app.redirect_uri,
+        code_verifier="",
+    )
+    user, _ = User.objects.get_or_create(username="bench")
+    me = ZoomUser(id="zu_bench", account_id="acct_bench", email="bench@zoom.example", pmi="")
+    conn = connection_save_grant(user=user, app=app, me=me, tokens=tokens)
+    control.configure(latency=ZOOM_DELAY)
+    return conn, control
+
+
+def path_of(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.path}?{parsed.query}"
+
+
+def wrk(path: str, *, connections: int = CONCURRENCY, duration: str = DURATION) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}", "--timeout", "10s", "--latency", BROKER_URL + path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def ms(text: str) -> float:
+        number, suffix = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(number) * unit[suffix]
+
+    pct = {m.group(1): ms(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
+    max_ms = ms(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "p50": pct["50"],
+        "p99": pct["99"],
+        "max": max_ms,
+        "rps": rps,
+        "total": total,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "errors": errors.group(1) if errors else "",
+    }
+
+
+def line(label: str, r: dict, floor: dict | None = None, zoom_calls: int | None = None) -> None:
+    text = (
+        f"  {label:34} {r['rps']:7.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
+        f"max {r['max']:7.1f} ms  non-2xx {r['non2xx']}"
+    )
+    if floor:
+        text += f"  | throughput {r['rps'] / floor['rps']:.2f}× floor, p99 {r['p99'] / floor['p99']:.2f}× floor"
+    if zoom_calls is not None:
+        text += f", Zoom calls {zoom_calls}/{r['total']}"
+    if r["errors"]:
+        text += f"  socket errors: {r['errors']}"
+    print(text, flush=True)
+
+
+def worker_rss(master_pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
+    sizes = []
+    for pid in children:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        sizes.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) // 1024)
+    return sizes
+
+
+def concurrent_gets(url: str, n: int) -> list[tuple[int, str]]:
+    session_per_thread = [requests.Session() for _ in range(n)]
+
+    def one(i):
+        response = session_per_thread[i].get(url, timeout=10)
+        return response.status_code, response.text
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def zak_single_flight(conn, control) -> None:
+    from django.core.cache import cache
+
+    url = BROKER_URL + path_of(conn.zak_url)
+    for label, expire in (("fresh access token", False), ("access token expired at Zoom", True)):
+        cache.clear()
+        if expire:
+            control._post("/_control/expire-access-tokens", {"user_id": "zu_bench", "seconds_left": 0})
+        before = control.counters
+        results = concurrent_gets(url, 100)
+        after = control.counters
+        valid = 0
+        for status, body in results:
+            if status == 200:
+                verdict = control._post("/_control/introspect", {"kind": "zak", "token": body})
+                valid += bool(verdict.get("valid"))
+        print(
+            f"  100 concurrent ZAK GETs, {label}: {valid}/100 valid tokens, "
+            f"Zoom ZAK calls {after['zak'] - before['zak']}, refreshes {after['refresh'] - before['refresh']}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    procs = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [PY, "-m", "tests.fakes.zoom", "--port", str(ZOOM_PORT)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL
+            )
+        )
+        wait_for(ZOOM_URL + "/_control/counters")
+        conn, control = seed()
+        web = subprocess.Popen(
+            [PY, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "brokerproject.wsgi:application"],
+            env=ENV,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(web)
+        wait_for(BROKER_URL + "/healthz")
+        workers = os.environ.get("WEB_CONCURRENCY", "(config default)")
+        print(
+            f"gunicorn (docker/gunicorn.conf.py, WEB_CONCURRENCY={workers}) on {os.cpu_count()} cores; "
+            f"fake Zoom answers after {ZOOM_DELAY * 1000:.0f} ms; {CONCURRENCY} concurrent clients, {DURATION} each.\n",
+            flush=True,
+        )
+        wrk("/bench/floor", duration="3s")  # warm every worker
+        wrk(path_of(conn.access_token_callback_url), duration="3s")
+        floor = wrk("/bench/floor")
+        line("floor (DRF view, one cache read)", floor)
+        stored = wrk(path_of(conn.access_token_callback_url))
+        line("access-token (stored token)", stored, floor)
+        for kind in ("obf", "join-token"):
+            before = control.counters
+            result = wrk(path_of(conn.callback_url(kind, meeting_id=MEETING)))
+            after = control.counters
+            key = "obf" if kind == "obf" else "join_token"
+            line(f"{kind} (one Zoom call each)", result, floor, after[key] - before[key])
+            print(
+                f"  {'':34} p99 − Zoom's {ZOOM_DELAY * 1000:.0f} ms = {result['p99'] - ZOOM_DELAY * 1000:.1f} ms "
+                f"(target ≤ 2× floor p99 = {2 * floor['p99']:.1f} ms)",
+                flush=True,
+            )
+        heavy = wrk(path_of(conn.access_token_callback_url), connections=200)
+        line("access-token, 200 concurrent", heavy, floor)
+        print(f"\n  gunicorn worker RSS: {', '.join(f'{mb} MiB' for mb in worker_rss(web.pid))}\n", flush=True)
+        zak_single_flight(conn, control)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()

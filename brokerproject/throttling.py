@@ -1,0 +1,70 @@
+"""Constant-cost rate limits shared by every process: one counter per key and window.
+
+DRF's SimpleRateThrottle keeps a list of every request's timestamp per key and reads and
+rewrites it on each request (up to a rate's worth of entries, twice for two throttles). A fixed
+window costs one pipelined INCR + EXPIRE in Redis, whatever the rate. Its known edge (up to
+twice the rate across a window boundary) is acceptable for abuse limits.
+"""
+
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from rest_framework.throttling import SimpleRateThrottle
+
+from .redis_client import shared_redis
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'600/min' → (600, 60). DRF's parser: s, m, h and d by their first letter."""
+    return SimpleRateThrottle.parse_rate(None, rate)
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    limit: int
+    period: int
+
+    @classmethod
+    def for_rate(cls, scope: str, ident: str, rate: str, *, now: float | None = None) -> "Window":
+        limit, period = parse_rate(rate)
+        index = int((now if now is not None else time.time()) // period)
+        return cls(key=f"throttle:{scope}:{ident}:{index}", limit=limit, period=period)
+
+    def retry_after(self, *, now: float | None = None) -> int:
+        now = now if now is not None else time.time()
+        return max(1, int(self.period - now % self.period) + 1)
+
+
+def counts(windows: list[Window], *, increment: list[bool]) -> list[int]:
+    """The current count of each window, adding one to those flagged, in one round trip."""
+    client = shared_redis()
+    if client is None:
+        return [_local_count(window, bump) for window, bump in zip(windows, increment, strict=True)]
+    pipe = client.pipeline(transaction=False)
+    for window, bump in zip(windows, increment, strict=True):
+        if bump:
+            pipe.incr(window.key)
+            pipe.expire(window.key, window.period + 1)
+        else:
+            pipe.get(window.key)
+    results = pipe.execute()
+    values, position = [], 0
+    for bump in increment:
+        values.append(int(results[position] or 0))
+        position += 2 if bump else 1
+    return values
+
+
+def _local_count(window: Window, bump: bool) -> int:
+    """Without Redis (the embedded default, one machine): Django's cache, good enough there."""
+    if not bump:
+        return int(cache.get(window.key) or 0)
+    if cache.add(window.key, 1, window.period + 1):
+        return 1
+    try:
+        return cache.incr(window.key)
+    except ValueError:
+        cache.set(window.key, 1, window.period + 1)
+        return 1
