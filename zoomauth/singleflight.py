@@ -118,7 +118,6 @@ class SingleFlight:
         return _unpack(json.loads(encoded))
 
 
-
 def forget(key: str) -> None:
     """Drop a shared value, so the next caller computes a fresh one."""
     client = shared_redis()
