@@ -41,6 +41,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	./scripts/ensure-services
+	command -v wrk >/dev/null 2>&1 || { echo "Installing wrk (the load generator) with apt-get."; apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }
+	$(PY) bench/callbacks.py
 	$(PY) bench/run.py
 
 clean:
