@@ -10,9 +10,15 @@ import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from .redis_client import shared_redis
+
+
+def client_address(request) -> str:
+    """The caller's address through NUM_PROXIES trusted proxies (X-Forwarded-For), as DRF sees it.
+    Used by the callback throttles and the audit, and by django-axes for sign-in lockouts."""
+    return BaseThrottle().get_ident(request)
 
 
 def parse_rate(rate: str) -> tuple[int, int]:

@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
 
 from . import health
+from .schema import SchemaView
 
 admin.site.site_header = "Zoom token broker"
 admin.site.site_title = "Zoom token broker"
@@ -11,7 +11,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("", include("accounts.urls")),
     path("", include("zoomauth.urls")),
     path("", include("recallbots.urls")),

@@ -1,4 +1,3 @@
-import json
 import logging
 
 from django.conf import settings
@@ -17,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiTokenAuthentication
+from brokerproject import jsonbody
 from zoomauth.models import ZoomConnection
 
 from . import signing
@@ -114,9 +114,9 @@ def recall_webhook(request):
     except signing.SignatureError as exc:
         return HttpResponse(f"Bad signature: {exc}.", status=401, content_type="text/plain")
     try:
-        event = json.loads(request.body)
+        event = jsonbody.loads(request.body, text="strip")
         status_data, bot_data = event["data"]["data"], event["data"]["bot"]
-    except (ValueError, KeyError, TypeError):
+    except (jsonbody.MalformedJSON, KeyError, TypeError):
         status_data = bot_data = None
     if not (isinstance(status_data, dict) and isinstance(bot_data, dict)):
         return HttpResponse("Not a bot status event.", status=400, content_type="text/plain")

@@ -1,4 +1,3 @@
-import json
 import logging
 import time
 from datetime import timedelta
@@ -7,6 +6,7 @@ import requests
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from brokerproject import jsonbody
 from zoomauth.models import ZoomApp, ZoomConnection, ZoomMeeting
 from zoomauth.services import connection_disconnect
 from zoomauth.zoom import parse_retry_after
@@ -145,8 +145,8 @@ def event_handle_locally(*, delivery_id: int) -> None:
             delivery.save(update_fields=["processed_at"])
             return
         try:
-            event = json.loads(bytes(delivery.body))
-        except ValueError:
+            event = jsonbody.loads(bytes(delivery.body), text="strip")
+        except jsonbody.MalformedJSON:
             event = {}
         # Zoom's shapes are not ours to trust: anything unexpected is simply not acted on.
         event = event if isinstance(event, dict) else {}

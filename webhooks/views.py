@@ -1,4 +1,3 @@
-import json
 import logging
 
 from django.db import transaction
@@ -7,6 +6,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from brokerproject import jsonbody
 from zoomauth.models import ZoomApp
 
 from . import zoom_signature
@@ -38,9 +38,10 @@ def zoom_webhook(request, app_public_id):
     except zoom_signature.ZoomSignatureError as exc:
         return _reject(request, app, str(exc))
     try:
-        event = json.loads(body)
-    except ValueError:
-        event = None
+        # Parsed for routing only; the raw bytes are what is stored and forwarded.
+        event = jsonbody.loads(body, text="strip")
+    except jsonbody.MalformedJSON as exc:
+        return _reject(request, app, str(exc), status=400)
     if not isinstance(event, dict):
         return _reject(request, app, "body is not a JSON object", status=400)
     event_name = str(event.get("event", ""))

@@ -25,10 +25,9 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from brokerproject.throttling import Window, counts
+from brokerproject.throttling import Window, client_address, counts
 from recallbots import signing
 
 from .models import CallbackLog, ZoomConnection
@@ -130,11 +129,6 @@ class CallbackThrottles:
             raise CallbackRefused(
                 429, "Too many requests for this connection. Slow down.", retry_after=window.retry_after()
             )
-
-
-def client_address(request) -> str:
-    """The caller's address through NUM_PROXIES trusted proxies (X-Forwarded-For), as DRF sees it."""
-    return BaseThrottle().get_ident(request)
 
 
 def _as_ip(ident: str) -> str | None:
