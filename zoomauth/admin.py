@@ -1,6 +1,11 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.cache import never_cache
 
 from . import zoom
 from .models import CallbackLog, ZoomApp, ZoomConnection, ZoomMeeting
@@ -116,15 +121,50 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # connections are made by their users through Zoom's consent screen
 
-    @admin.display(description="Callback URLs (secret: do not share)")
+    @admin.display(description="Callback URLs")
     def callback_urls(self, obj):
+        """Masked: the secret is shown only on the reveal page, a recorded staff action."""
         if obj.status == ZoomConnection.Status.REVOKED:
             return "—"
         return format_html(
-            "<p>access_token_callback_url: <code>{}</code></p><p>zoom.zak_url: <code>{}</code></p>",
-            obj.access_token_callback_url,
-            obj.zak_url,
+            "<p>access_token_callback_url: <code>{}</code></p><p>zoom.zak_url: <code>{}</code></p>"
+            '<p><a href="{}">Reveal the full URLs</a> (recorded in this connection\'s history)</p>',
+            obj.callback_url("access-token", masked=True),
+            obj.callback_url("zak", masked=True),
+            reverse("admin:zoomauth_zoomconnection_reveal", args=[obj.pk]),
         )
+
+    def get_urls(self):
+        reveal = self.admin_site.admin_view(never_cache(self.reveal_callback_urls))
+        return [
+            path("<int:object_id>/reveal-callback-urls/", reveal, name="zoomauth_zoomconnection_reveal"),
+            *super().get_urls(),
+        ]
+
+    def reveal_callback_urls(self, request, object_id):
+        """GET asks for confirmation; POST shows the URLs with their secret and records who saw them."""
+        connection = get_object_or_404(ZoomConnection, pk=object_id)
+        if not self.has_change_permission(request, connection):
+            raise PermissionDenied
+        revealed = request.method == "POST" and connection.status != ZoomConnection.Status.REVOKED
+        if revealed:
+            self.log_change(request, connection, "Revealed the callback URLs (with their secret).")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": connection,
+            "title": "Callback URLs",
+            "revealed": revealed,
+            "urls": [
+                ("access_token_callback_url", connection.access_token_callback_url),
+                ("zoom.zak_url", connection.zak_url),
+                ("zoom.obf_token_url (append the meeting_id)", connection.callback_url("obf") + "&meeting_id="),
+                ("join-token URL (append the meeting_id)", connection.callback_url("join-token") + "&meeting_id="),
+            ]
+            if revealed
+            else [],
+        }
+        return TemplateResponse(request, "admin/zoomauth/zoomconnection/reveal_callback_urls.html", context)
 
     @admin.action(description="Refresh the access token now")
     def refresh_now(self, request, queryset):

@@ -195,9 +195,11 @@ class ZoomConnection(models.Model):
         candidate = hashlib.sha256(raw.encode()).hexdigest()
         return hmac.compare_digest(candidate, self.callback_secret_hash)
 
-    def callback_url(self, kind: str, **extra: str) -> str:
-        """A token URL for Recall: the connection and its secret ride in the query string."""
-        query = {"connection": str(self.public_id), "auth_token": self.callback_secret, **extra}
+    def callback_url(self, kind: str, *, masked: bool = False, **extra: str) -> str:
+        """A token URL for Recall: the connection and its secret ride in the query string.
+        `masked` puts a placeholder where the secret goes, for pages shown by default."""
+        secret = "********" if masked else self.callback_secret
+        query = {"connection": str(self.public_id), "auth_token": secret, **extra}
         return public_url(reverse("zoomauth:token-callback", kwargs={"kind": kind}), query)
 
     @property

@@ -45,7 +45,7 @@ def test_connection_admin_never_shows_tokens_and_refreshes_on_demand(client, sta
     assert connection.access_token not in listing and connection.callback_secret not in listing
     detail = client.get(f"/admin/zoomauth/zoomconnection/{connection.pk}/change/").content.decode()
     assert connection.access_token not in detail and connection.refresh_token not in detail
-    assert connection.callback_secret in detail  # the callback URLs, for staff to hand to Recall
+    assert connection.callback_secret not in detail  # only on the recorded reveal page
     response = client.post(
         "/admin/zoomauth/zoomconnection/", {"action": "refresh_now", "_selected_action": [connection.pk]}
     )
@@ -62,3 +62,24 @@ def test_rotating_the_secret_from_admin(client, staff, connection):
     rotated = ZoomConnection.objects.get()
     assert rotated.callback_secret_hash != connection.callback_secret_hash
     assert not rotated.check_callback_secret(connection.callback_secret)
+
+
+def test_callback_urls_are_revealed_only_by_a_recorded_staff_action(client, staff, connection):
+    from django.contrib.admin.models import LogEntry
+
+    client.force_login(staff)
+    reveal = f"/admin/zoomauth/zoomconnection/{connection.pk}/reveal-callback-urls/"
+    detail = client.get(f"/admin/zoomauth/zoomconnection/{connection.pk}/change/")
+    assert reveal in detail.content.decode()
+    confirm = client.get(reveal)
+    assert confirm.status_code == 200 and connection.callback_secret not in confirm.content.decode()
+    assert not LogEntry.objects.exists()
+    shown = client.post(reveal)
+    assert shown.status_code == 200 and shown["Cache-Control"].startswith("max-age=0")
+    assert connection.callback_secret in shown.content.decode()
+    entry = LogEntry.objects.get()
+    assert (entry.user, entry.object_id, entry.get_change_message()) == (
+        staff,
+        str(connection.pk),
+        "Revealed the callback URLs (with their secret).",
+    )
