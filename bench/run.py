@@ -28,6 +28,8 @@ os.environ.update(
     {
         "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
         "DEBUG": "true",
+        # The same key as bench/callbacks.py: both use the broker_bench database.
+        "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
         "SECURE_SSL_REDIRECT": "false",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/broker_bench",
         "REDIS_URL": "redis://127.0.0.1:6379/8",
@@ -187,6 +189,43 @@ def bench_beat_tick() -> None:
         ZoomConnection.objects.filter(pk__in=due_ids).update(access_token_expires_at=now + timedelta(minutes=50))
 
 
+def bench_beat_fan_out() -> None:
+    """The tick's enqueue cost with everything due: chunks of CHUNK_SIZE, one broker round trip each.
+    Floor: one Redis PING round trip, measured in the same run."""
+    from brokerproject.redis_client import shared_redis
+    from zoomauth.tasks import CHUNK_SIZE, refresh_due_connections
+
+    client = shared_redis()
+    pings = []
+    for _ in range(200):
+        started = time.perf_counter()
+        client.ping()
+        pings.append(time.perf_counter() - started)
+    ping_ms = statistics.median(pings) * 1000
+    print(f"  Redis round trip (floor): {ping_ms:.3f} ms; chunk size {CHUNK_SIZE}")
+    now = timezone.now()
+    all_ids = list(ZoomConnection.objects.order_by("pk").values_list("pk", flat=True))
+    ZoomConnection.objects.update(access_token_expires_at=now + timedelta(minutes=50))
+    refresh_due_connections.run()  # warm up: the broker connection is opened on the first publish
+    for due in (1_000, 100_000):
+        cache.clear()  # the broker's queue and the claims live in this Redis database
+        ids = all_ids[:due]
+        ZoomConnection.objects.update(access_token_expires_at=now + timedelta(minutes=50))
+        ZoomConnection.objects.filter(pk__in=ids).update(access_token_expires_at=now + timedelta(minutes=2))
+        started = time.perf_counter()
+        enqueued = refresh_due_connections.run()
+        wall = time.perf_counter() - started
+        messages = client.llen("celery")
+        again = refresh_due_connections.run()
+        print(
+            f"  {due:>7,} due: enqueued {enqueued:,} in {wall * 1000:.0f} ms as {messages} messages "
+            f"({wall * 1000 / max(1, messages):.2f} ms a message, {wall * 1000 / ping_ms / max(1, messages):.0f}× a "
+            f"round trip); the next tick enqueued {again}"
+        )
+    cache.clear()
+    ZoomConnection.objects.update(access_token_expires_at=now + timedelta(minutes=50))
+
+
 def main() -> None:
     fake = FakeZoom().start()
     fake.latency = ZOOM_DELAY
@@ -201,6 +240,8 @@ def main() -> None:
     bench_zak_single_flight(conn, fake)
     print("\nBeat tick cost:")
     bench_beat_tick()
+    print("\nBeat fan-out (enqueue everything due):")
+    bench_beat_fan_out()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nPeak RSS of the benchmark process: {peak:.0f} MiB")
     fake.stop()

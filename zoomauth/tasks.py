@@ -1,7 +1,13 @@
 import logging
+import time
+from itertools import islice
 
 from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
+
+from brokerproject.redis_client import shared_redis
 
 from . import zoom
 from .models import CallbackLog, ZoomConnection
@@ -9,22 +15,78 @@ from .services import ConnectionUnusable, connection_refresh_if_due
 
 logger = logging.getLogger(__name__)
 
-# Beat enqueues at most this many per tick; the rest are picked up on the next ticks.
-FAN_OUT_LIMIT = 1000
+# Due connections are enqueued in chunks: one task, and one broker round trip, per chunk.
+CHUNK_SIZE = 100
+# A claimed connection is not enqueued again by later ticks until its chunk ran (or this passed).
+CLAIM_SECONDS = 15 * 60
+
+
+def _batched(iterable, size: int):
+    iterator = iter(iterable)
+    while chunk := tuple(islice(iterator, size)):
+        yield chunk
+
+
+def _claim(ids: tuple[int, ...]) -> list[int]:
+    """The ids not already queued by an earlier tick, now marked as queued (one round trip)."""
+    client = shared_redis()
+    if client is None:
+        return [pk for pk in ids if cache.add(f"refresh:queued:{pk}", 1, CLAIM_SECONDS)]
+    pipe = client.pipeline(transaction=False)
+    for pk in ids:
+        pipe.set(f"refresh:queued:{pk}", 1, nx=True, ex=CLAIM_SECONDS)
+    return [pk for pk, claimed in zip(ids, pipe.execute(), strict=True) if claimed]
+
+
+def _release(ids: list[int]) -> None:
+    client = shared_redis()
+    keys = [f"refresh:queued:{pk}" for pk in ids]
+    if client is None:
+        cache.delete_many(keys)
+    elif keys:
+        client.delete(*keys)
 
 
 @shared_task(ignore_result=True)
 def refresh_due_connections() -> int:
-    ids = list(
-        ZoomConnection.objects.due_for_refresh()
-        .order_by("access_token_expires_at")
-        .values_list("pk", flat=True)[:FAN_OUT_LIMIT]
-    )
-    for connection_id in ids:
-        refresh_connection.delay(connection_id)
-    if ids:
-        logger.info("refresh fan-out", extra={"due": len(ids)})
-    return len(ids)
+    """Beat's tick: enqueue every due connection in chunks, within half the tick's interval.
+
+    Connections still queued from an earlier tick are skipped, so a backlog (after an outage,
+    or 100 000 users connected on one day) never doubles up; what does not fit in this tick's
+    time is picked up by the next.
+    """
+    started = time.monotonic()
+    deadline = settings.BEAT_REFRESH_INTERVAL / 2
+    due = ZoomConnection.objects.due_for_refresh().order_by("access_token_expires_at").values_list("pk", flat=True)
+    enqueued = 0
+    for chunk in _batched(due.iterator(chunk_size=2000), CHUNK_SIZE):
+        claimed = _claim(chunk)
+        if claimed:
+            refresh_connections.delay(claimed)
+            enqueued += len(claimed)
+        if time.monotonic() - started > deadline:
+            break
+    if enqueued:
+        logger.info("refresh fan-out", extra={"due": enqueued})
+    return enqueued
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def refresh_connections(connection_ids: list[int]) -> None:
+    """A chunk: each connection refreshed if still due; a retryable failure retries on its own."""
+    try:
+        for connection_id in connection_ids:
+            try:
+                connection_refresh_if_due(connection_id=connection_id)
+            except ConnectionUnusable:
+                continue
+            except zoom.ZoomRetryableError as exc:
+                countdown = exc.retry_after if exc.retry_after is not None else 30
+                refresh_connection.apply_async((connection_id,), countdown=countdown)
+            except zoom.ZoomPermanentError as exc:
+                logger.warning("refresh refused by Zoom: %s", exc, extra={"connection": connection_id})
+    finally:
+        _release(connection_ids)
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=8, acks_late=True)

@@ -170,3 +170,33 @@ def test_due_query_uses_the_indexes_not_a_table_scan(zoom_app, user):
     plan = ZoomConnection.objects.due_for_refresh().explain()
     assert "Seq Scan" not in plan
     assert "conn_due_expiry" in plan and "conn_due_keepalive" in plan
+
+
+def _due_rows(zoom_app, user, n: int) -> list[int]:
+    now = timezone.now()
+    rows = ZoomConnection.objects.bulk_create(
+        ZoomConnection(
+            user=user,
+            app=zoom_app,
+            zoom_user_id=f"zu_due_{i}",
+            access_token_expires_at=now + timedelta(minutes=1),
+            last_refreshed_at=now,
+        )
+        for i in range(n)
+    )
+    return [row.pk for row in rows]
+
+
+def test_beat_enqueues_due_connections_in_chunks_and_never_twice(zoom_app, user, fake_zoom):
+    from brokerproject.redis_client import shared_redis
+    from zoomauth.tasks import CHUNK_SIZE, refresh_connections
+
+    ids = _due_rows(zoom_app, user, 2 * CHUNK_SIZE + 50)
+    queue = shared_redis()
+    assert refresh_due_connections.run() == len(ids)
+    assert queue.llen("celery") == 3  # one message per chunk of CHUNK_SIZE, not one per connection
+    assert refresh_due_connections.run() == 0  # the next tick skips what is still queued
+    assert queue.llen("celery") == 3
+    fake_zoom.configure(fail_next=10_000, fail_status=503)
+    refresh_connections.run(ids[:CHUNK_SIZE])  # a worker ran the first chunk; Zoom failed, so still due
+    assert refresh_due_connections.run() == CHUNK_SIZE  # released by the chunk: claimable again
