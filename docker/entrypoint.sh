@@ -1,9 +1,13 @@
 #!/bin/sh
-# web: migrate, check the encryption key, serve. worker / beat: check the key, run Celery.
+# migrate: the one-shot service the others wait for. web: check the encryption key, serve.
+# worker / beat: check the key, run Celery.
 set -e
 case "$1" in
-  web)
+  migrate)
     python manage.py migrate --noinput
+    exec python manage.py check_encryption
+    ;;
+  web)
     python manage.py check_encryption
     exec gunicorn brokerproject.wsgi:application -c docker/gunicorn.conf.py
     ;;

@@ -13,7 +13,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from accounts.models import User  # noqa: E402
-from recallbots.models import RecallOAuthApp  # noqa: E402
+from recallbots.models import RecallCredential, RecallOAuthApp  # noqa: E402
 from recallbots.services import recall_app_register  # noqa: E402
 from zoomauth.models import ZoomApp  # noqa: E402
 
@@ -56,7 +56,11 @@ def main() -> None:
         },
         timeout=5,
     ).raise_for_status()
-    RecallOAuthApp.objects.filter(zoom_app=app).delete()  # the fake Recall forgets on restart
+    # The fake Recall forgets everything on restart: drop what the broker remembers of it (its
+    # credentials first: they protect the app), then register anew. Connections stay; their
+    # credentials are registered again when their users reconnect.
+    RecallCredential.objects.filter(recall_app__zoom_app=app).delete()
+    RecallOAuthApp.objects.filter(zoom_app=app).delete()
     recall_app_register(zoom_app=app)
 
     password = secrets.token_urlsafe(9)
