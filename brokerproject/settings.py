@@ -154,14 +154,20 @@ FORMS_URLFIELD_ASSUME_HTTPS = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Hashed, compressed files once `collectstatic` has run (the Docker image does). Without its
+# manifest (DEBUG off on a machine where it never ran), pages still render: WhiteNoise serves the
+# apps' files as they are instead of every page failing on "Missing staticfiles manifest entry".
+STATIC_MANIFEST = STATIC_ROOT / "staticfiles.json"
+USE_STATIC_MANIFEST = not DEBUG and STATIC_MANIFEST.exists()
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if USE_STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+WHITENOISE_USE_FINDERS = not USE_STATIC_MANIFEST
 
 # --- Redis, cache and Celery -------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -191,6 +197,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_FOLDER),
         "data_folder_out": str(BROKER_FOLDER),
+        # Kombu's default is ./control in the working directory: keep it under var/ too.
+        "control_folder": str(BROKER_FOLDER / "control"),
     }
 else:
     # Fail fast when Redis is away: callers that enqueue (webhook intake) must not hang.

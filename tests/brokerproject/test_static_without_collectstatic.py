@@ -1,0 +1,40 @@
+"""DEBUG off on a machine where collectstatic never ran: pages render, static files are served."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FETCH = """
+import django
+django.setup()
+from django.conf import settings
+from django.test import Client
+assert not settings.STATIC_MANIFEST.exists() or settings.USE_STATIC_MANIFEST
+client = Client()
+for path in ("/admin/login/", "/accounts/login/"):
+    response = client.get(path, secure=True)
+    print(path, response.status_code)
+"""
+
+
+def test_sign_in_pages_render_with_debug_off_and_no_collectstatic(tmp_path):
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": "a-test-secret-key-that-is-long-enough-0123456789-abcdefghijklmnop",
+        "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
+        "ALLOWED_HOSTS": "testserver",
+        "PUBLIC_BASE_URL": "https://testserver",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": "",
+        "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    done = subprocess.run([sys.executable, "-c", FETCH], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["/admin/login/ 200", "/accounts/login/ 200"], (
+        done.stdout + done.stderr[-1500:]
+    )
