@@ -32,7 +32,7 @@ os.environ.update(
         "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
         "SECURE_SSL_REDIRECT": "false",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/broker_bench",
-        "REDIS_URL": "redis://127.0.0.1:6379/8",
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
         "PUBLIC_BASE_URL": "https://broker.bench.test",
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "testserver",
