@@ -40,12 +40,6 @@ def assert_bare_token(response) -> str:
 
 
 @pytest.fixture
-def anon(client, connection):
-    client.logout()
-    return client
-
-
-@pytest.fixture
 def meeting(fake_zoom):
     fake_zoom.add_meeting(id=MEETING, host_id="zu_alice")
     return MEETING

@@ -14,12 +14,6 @@ from zoomauth.services import connection_fresh_access_token
 
 
 @pytest.fixture
-def anon(client, connection):
-    client.logout()
-    return client
-
-
-@pytest.fixture
 def meeting(fake_zoom):
     fake_zoom.add_meeting(id=MEETING, host_id="zu_alice")
     fake_zoom.join(MEETING, "zu_alice")
