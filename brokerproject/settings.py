@@ -108,6 +108,17 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'broker.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL: a pool of connections per process (psycopg_pool), shared by its threads, instead
+# of one persistent connection per thread. Token callbacks hand theirs back before waiting on
+# Zoom, so a web process with many threads needs few connections (DB_POOL_MAX_SIZE each).
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not as well
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": 5,  # wait this long for a free connection, then fail (a callback answers 503)
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share the file. WAL lets readers run beside the writer; IMMEDIATE
     # transactions take the write lock at BEGIN, so a transaction that read first never fails
@@ -284,6 +295,8 @@ ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=env.int("ACCESS_TOKEN_MIN_VALIDITY
 # Everything a token callback does must fit in this budget (Recall gives 5 s).
 CALLBACK_TIME_BUDGET = env.float("CALLBACK_TIME_BUDGET_SECONDS", default=4.0)
 CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", default=30))
+# Callback audit rows are written by a background thread in batches, this often (0: at once).
+CALLBACK_AUDIT_FLUSH_SECONDS = env.float("CALLBACK_AUDIT_FLUSH_SECONDS", default=0.1)
 WEBHOOK_FORWARD_PERIOD = timedelta(hours=env.int("WEBHOOK_FORWARD_PERIOD_HOURS", default=24))
 
 # --- REST framework -------------------------------------------------------------------------

@@ -3,7 +3,9 @@ import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
-threads = int(os.environ.get("WEB_THREADS", "8"))
+# Callbacks mostly wait on Zoom: many threads per worker, sharing a small database pool
+# (DB_POOL_MAX_SIZE) since callbacks hand their connection back before calling Zoom.
+threads = int(os.environ.get("WEB_THREADS", "32"))
 worker_class = "gthread"
 timeout = 30
 graceful_timeout = 20

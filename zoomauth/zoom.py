@@ -18,6 +18,10 @@ from brokerproject.logging import mask_secrets
 
 SESSION = requests.Session()
 SESSION.headers["User-Agent"] = "zoom-token-broker/1.0"
+# Every server thread of a web process may be waiting on Zoom at once: keep that many
+# connections alive (requests' default of 10 makes the rest reconnect, TLS included, each call).
+for _scheme in ("https://", "http://"):
+    SESSION.mount(_scheme, requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64))
 
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"

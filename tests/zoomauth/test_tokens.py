@@ -164,3 +164,28 @@ def test_a_throttle_counter_is_one_integer_whatever_the_rate(db, settings):
     assert window.period == 86400
     assert counts([window, window], increment=[True, True]) == [1, 2]
     assert counts([window], increment=[False]) == [2]
+
+
+# --- the audit, in batches -------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_audit_is_written_in_batches_after_the_answers(connection, live_server, settings):
+    import time
+
+    from zoomauth.audit import writer
+
+    settings.CALLBACK_AUDIT_FLUSH_SECONDS = 0.2
+    batches_before = writer.batches_written
+    session = requests.Session()
+    url = live_server.url + path_of(connection.access_token_callback_url)
+    assert [session.get(url, timeout=10).status_code for _ in range(30)] == [200] * 30
+    bad = session.get(url.replace(connection.callback_secret, "wrong"), timeout=10)
+    assert bad.status_code == 401
+    for _ in range(100):  # the writer thread flushes every 0.2 s
+        if CallbackLog.objects.count() == 31:
+            break
+        time.sleep(0.05)
+    assert CallbackLog.objects.filter(status_code=200, connection=connection).count() == 30
+    assert CallbackLog.objects.filter(status_code=401, connection=None).count() == 1
+    assert 1 <= writer.batches_written - batches_before < 31  # rows shared INSERTs
