@@ -6,7 +6,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
 
-from brokerproject.crypto import StrictEncryptedTextField
+from brokerproject.crypto import EncryptionKeyError, StrictEncryptedTextField
 
 
 class User(AbstractUser):
@@ -66,10 +66,23 @@ class ApiToken(models.Model):
 class EncryptionCanary(models.Model):
     """One row holding a known value, encrypted: proves FIELD_ENCRYPTION_KEY reads the data."""
 
+    PLAINTEXT = "zoom-token-broker-encryption-canary-v1"
+
     value = StrictEncryptedTextField()
 
     def __str__(self) -> str:
         return "encryption canary"
+
+    @classmethod
+    def verify_key(cls) -> tuple[bool, str]:
+        """Write the canary on first use, then prove that the configured keys can read it."""
+        try:
+            canary, created = cls.objects.get_or_create(pk=1, defaults={"value": cls.PLAINTEXT})
+        except EncryptionKeyError:
+            return False, "the encryption canary cannot be decrypted: FIELD_ENCRYPTION_KEY is wrong"
+        if canary.value != cls.PLAINTEXT:
+            return False, "the encryption canary does not match: FIELD_ENCRYPTION_KEY is wrong"
+        return True, "created" if created else "ok"
 
 
 class Heartbeat(models.Model):

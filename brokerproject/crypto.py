@@ -2,8 +2,8 @@
 
 The library's fields hand back the stored ciphertext as if it were the value when the key is
 wrong (it swallows InvalidToken). For a token broker that means serving ciphertext to Zoom or
-Recall as a token. The fields here raise instead, and a canary row lets start-up and /readyz
-tell a wrong key from a right one before any token is read.
+Recall as a token. The fields here raise instead; accounts' EncryptionCanary row lets start-up,
+every web process and /readyz tell a wrong key from a right one before any token is read.
 """
 
 from collections.abc import Iterator
@@ -12,8 +12,6 @@ import cryptography.fernet
 from django.apps import apps
 from django.db import models, transaction
 from encrypted_model_fields import fields as encrypted_fields
-
-CANARY_PLAINTEXT = "zoom-token-broker-encryption-canary-v1"
 
 
 class EncryptionKeyError(RuntimeError):
@@ -47,19 +45,6 @@ def encrypted_fields_by_model() -> Iterator[tuple[type[models.Model], list[str]]
         names = [f.attname for f in model._meta.concrete_fields if isinstance(f, encrypted_fields.EncryptedMixin)]
         if names:
             yield model, names
-
-
-def check_canary() -> tuple[bool, str]:
-    """Write the canary on first use, then prove that the configured keys can read it."""
-    from accounts.models import EncryptionCanary
-
-    try:
-        canary, created = EncryptionCanary.objects.get_or_create(pk=1, defaults={"value": CANARY_PLAINTEXT})
-    except EncryptionKeyError:
-        return False, "the encryption canary cannot be decrypted: FIELD_ENCRYPTION_KEY is wrong"
-    if canary.value != CANARY_PLAINTEXT:
-        return False, "the encryption canary does not match: FIELD_ENCRYPTION_KEY is wrong"
-    return True, "created" if created else "ok"
 
 
 def reencrypt_all(batch_size: int = 500) -> dict[str, int]:

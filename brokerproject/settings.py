@@ -82,7 +82,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "brokerproject.middleware.EncryptionKeyMiddleware",
+    "accounts.middleware.EncryptionKeyMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 

@@ -1,15 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from . import health
 from .schema import SchemaView
 
 admin.site.site_header = "Zoom token broker"
 admin.site.site_title = "Zoom token broker"
 
 urlpatterns = [
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("", include("accounts.health_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("", include("accounts.urls")),

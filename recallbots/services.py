@@ -10,11 +10,11 @@ from zoomauth.models import ZoomApp, ZoomConnection
 from zoomauth.services import (
     ConnectFlowError,
     ConnectionUnusable,
-    FreshToken,
     connection_for_meeting,
     connection_save_grant,
 )
-from zoomauth.zoom import ZoomRetryableError, ZoomUser
+from zoomauth.token_sources import TokenSourceError
+from zoomauth.zoom import ZoomUser
 
 from . import recall
 from .meeting_urls import MeetingUrlError, parse_zoom_url
@@ -197,8 +197,9 @@ def credential_delete_for_connection(*, connection_id: int) -> None:
     credential.delete()
 
 
-def credential_access_token(*, connection: ZoomConnection, timeout: float | None = None) -> FreshToken:
-    """Recall-managed: Recall holds the tokens; ask it for a current access token."""
+def credential_access_token(*, connection: ZoomConnection, timeout: float | None = None) -> tuple[str, datetime]:
+    """Recall-managed: Recall holds the tokens; ask it for a current access token.
+    Recall failing is a TokenSourceError (Recall's, not Zoom's); no credential means reconnect."""
     credential = RecallCredential.objects.select_related("recall_app").filter(connection=connection).first()
     if credential is None:
         raise ConnectionUnusable(
@@ -207,10 +208,38 @@ def credential_access_token(*, connection: ZoomConnection, timeout: float | None
     client = recall.RecallClient(base_url=credential.recall_app.base_url, timeout=timeout, max_attempts=1)
     try:
         token = client.credential_access_token(credential.recall_id)
-    except recall.RecallRetryableError as exc:
-        raise ZoomRetryableError(f"Recall could not give an access token: {exc}", retry_after=exc.retry_after) from None
-    expires_at = _parse_time(token.expires_at) or timezone.now() + timedelta(minutes=5)
-    return FreshToken(token.token, expires_at, zoom_calls=0)
+    except recall.RecallError as exc:
+        raise TokenSourceError(
+            f"Recall could not give an access token: {exc}",
+            retryable=isinstance(exc, recall.RecallRetryableError),
+            retry_after=getattr(exc, "retry_after", None),
+        ) from None
+    return token.token, _parse_time(token.expires_at) or timezone.now() + timedelta(minutes=5)
+
+
+class RecallManagedTokens:
+    """zoomauth's TokenSource for Recall-managed connections (registered in apps.py)."""
+
+    def access_token(self, *, connection, timeout):
+        return credential_access_token(connection=connection, timeout=timeout)
+
+    def complete_authorization(self, *, user, app, code, redirect_uri, code_verifier):
+        return credential_create_recall_managed(
+            user=user, app=app, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
+        )
+
+
+def on_connection_connected(sender, *, connection_id: int, **kwargs) -> None:
+    credential_sync_after_connect(connection_id=connection_id)
+
+
+def on_connection_disconnected(sender, *, connection_id: int, **kwargs) -> None:
+    credential_delete_for_connection(connection_id=connection_id)
+
+
+def on_callback_secret_rotated(sender, *, connection_id: int, **kwargs) -> None:
+    # Recall's customer-managed credential holds the old access-token URL: register it anew.
+    credential_sync_after_connect(connection_id=connection_id)
 
 
 def credentials_sync_statuses(*, recall_app: RecallOAuthApp) -> int:

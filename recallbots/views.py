@@ -16,10 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiTokenAuthentication
-from brokerproject import jsonbody
+from brokerproject import jsonbody, signing
 from zoomauth.models import ZoomConnection
 
-from . import signing
 from .forms import LaunchForm
 from .models import Bot
 from .serializers import BotSerializer, ConnectionSerializer, LaunchBotSerializer

@@ -7,8 +7,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from brokerproject import jsonbody
-from zoomauth.models import ZoomApp, ZoomConnection, ZoomMeeting
-from zoomauth.services import connection_disconnect
+from zoomauth.models import ZoomApp, ZoomConnection
+from zoomauth.services import (
+    connection_disconnect,
+    connection_for_zoom_user,
+    connection_update_pmi,
+    meeting_record_host,
+)
 from zoomauth.zoom import parse_retry_after
 
 from .models import DeliveryAttempt, ZoomWebhookDelivery
@@ -130,6 +135,36 @@ def delivery_replay(*, delivery: ZoomWebhookDelivery) -> None:
 # --- local handling ---------------------------------------------------------------------------
 
 
+def _on_app_deauthorized(app: ZoomApp, payload: dict, obj: dict) -> ZoomConnection | None:
+    # Zoom's data-compliance rule: the user removed the app, so purge what we hold for them.
+    # The purge runs after the event row is committed (it calls Zoom and Recall).
+    return connection_for_zoom_user(app=app, zoom_user_id=str(payload.get("user_id", "")))
+
+
+def _on_user_updated(app: ZoomApp, payload: dict, obj: dict) -> ZoomConnection | None:
+    connection = connection_for_zoom_user(app=app, zoom_user_id=str(obj.get("id", "")))
+    if connection is not None and obj.get("pmi"):
+        connection_update_pmi(connection=connection, pmi=str(obj["pmi"]))
+    return connection
+
+
+def _on_meeting_created(app: ZoomApp, payload: dict, obj: dict) -> ZoomConnection | None:
+    connection = connection_for_zoom_user(app=app, zoom_user_id=str(obj.get("host_id", "")))
+    if connection is not None and obj.get("id"):
+        meeting_record_host(meeting_id=str(obj["id"]), host=connection, topic=str(obj.get("topic", "")))
+    return connection
+
+
+# The Zoom events the broker acts on itself, beside forwarding them: event name → handler.
+# A handler gets the app and the event's payload and payload.object (dicts, possibly empty)
+# and returns the connection the event concerns, if any.
+EVENT_HANDLERS = {
+    "app_deauthorized": _on_app_deauthorized,
+    "user.updated": _on_user_updated,
+    "meeting.created": _on_meeting_created,
+}
+
+
 def event_handle_locally(*, delivery_id: int) -> None:
     """Act on the events the broker itself cares about. Runs once per event."""
     with transaction.atomic():
@@ -153,26 +188,12 @@ def event_handle_locally(*, delivery_id: int) -> None:
         payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
         obj = payload.get("object") if isinstance(payload.get("object"), dict) else {}
         kind = event.get("event", "")
-        app = delivery.app
-        connection = None
-        if kind == "app_deauthorized":
-            connection = ZoomConnection.objects.filter(app=app, zoom_user_id=str(payload.get("user_id", ""))).first()
-        elif kind == "user.updated":
-            connection = ZoomConnection.objects.filter(app=app, zoom_user_id=str(obj.get("id", ""))).first()
-            if connection is not None and obj.get("pmi"):
-                ZoomConnection.objects.filter(pk=connection.pk).update(pmi=str(obj["pmi"]), updated_at=timezone.now())
-        elif kind == "meeting.created":
-            connection = ZoomConnection.objects.filter(app=app, zoom_user_id=str(obj.get("host_id", ""))).first()
-            if connection is not None and obj.get("id"):
-                ZoomMeeting.objects.update_or_create(
-                    meeting_id=str(obj["id"]),
-                    defaults={"host_connection": connection, "topic": str(obj.get("topic", ""))[:300]},
-                )
+        handler = EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
+        connection = handler(delivery.app, payload, obj) if handler else None
         delivery.connection = connection
         delivery.processed_at = timezone.now()
         delivery.save(update_fields=["connection", "processed_at"])
     if kind == "app_deauthorized" and connection is not None and connection.status != ZoomConnection.Status.REVOKED:
-        # Zoom's data-compliance rule: the user removed the app, so purge what we hold for them.
         connection_disconnect(connection=connection, revoke_at_zoom=False, reason="The user removed the app in Zoom.")
 
 

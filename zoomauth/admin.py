@@ -1,15 +1,24 @@
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
 from . import zoom
 from .models import CallbackLog, ZoomApp, ZoomConnection, ZoomMeeting
-from .services import ConnectionUnusable, connection_disconnect, connection_fresh_access_token
+from .services import (
+    ConnectionUnusable,
+    connection_disconnect,
+    connection_fresh_access_token,
+    connection_rotate_callback_secret,
+)
+from .token_sources import TokenSourceError
 
 
 class ZoomAppForm(forms.ModelForm):
@@ -168,10 +177,6 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refresh the access token now")
     def refresh_now(self, request, queryset):
-        from datetime import timedelta
-
-        from django.utils import timezone
-
         done = failed = 0
         for connection in queryset:
             try:
@@ -179,7 +184,7 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
                     connection_id=connection.pk, min_validity=timedelta(0), refresh_if_refreshed_before=timezone.now()
                 )
                 done += 1
-            except (ConnectionUnusable, zoom.ZoomError) as exc:
+            except (ConnectionUnusable, zoom.ZoomError, TokenSourceError) as exc:
                 failed += 1
                 messages.error(request, f"{connection}: {exc}")
         if done:
@@ -193,15 +198,8 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rotate the callback secret (old URLs stop working)")
     def rotate_callback_secret(self, request, queryset):
-        from recallbots.services import credential_sync_after_connect
-
         for connection in queryset.exclude(status=ZoomConnection.Status.REVOKED):
-            connection.rotate_callback_secret()
-            connection.save(
-                update_fields=["callback_secret", "callback_secret_hash", "callback_secret_rotated_at", "updated_at"]
-            )
-            # Recall's customer-managed credential holds the old access-token URL: register it anew.
-            credential_sync_after_connect(connection_id=connection.pk)
+            connection_rotate_callback_secret(connection=connection)
         messages.warning(
             request,
             "Callback secrets rotated. Customer-managed Recall credentials are being re-registered; "

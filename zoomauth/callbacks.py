@@ -29,8 +29,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from brokerproject import signing
 from brokerproject.throttling import Window, client_address, counts
-from recallbots import signing
 
 from . import audit
 from .models import CallbackLog, ZoomConnection

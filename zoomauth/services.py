@@ -11,8 +11,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import singleflight, zoom
-from .models import ZoomApp, ZoomConnection
+from . import singleflight, token_sources, zoom
+from .models import ZoomApp, ZoomConnection, ZoomMeeting
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +94,14 @@ def connection_complete_authorization(*, session, user, state: str, code: str) -
         raise ConnectFlowError("This Zoom app no longer exists. Ask an administrator.", http_status=400)
 
     if app.credential_mode == ZoomApp.CredentialMode.RECALL_MANAGED:
-        from recallbots.services import credential_create_recall_managed
-
-        return credential_create_recall_managed(
+        # The code goes to the keeper of the tokens (Recall), which exchanges it itself.
+        try:
+            source = token_sources.source_for(ZoomConnection.TokenSource.RECALL)
+        except token_sources.TokenSourceError:
+            raise ConnectFlowError(
+                "Recall-managed connections are not available here. Ask an administrator.", http_status=503
+            ) from None
+        return source.complete_authorization(
             user=user, app=app, code=code, redirect_uri=app.redirect_uri, code_verifier=entry["verifier"]
         )
 
@@ -168,9 +173,9 @@ def connection_save_grant(
 
 
 def _after_connect(connection: ZoomConnection) -> None:
-    from recallbots.services import credential_sync_after_connect
-
-    transaction.on_commit(lambda: credential_sync_after_connect(connection_id=connection.pk))
+    transaction.on_commit(
+        lambda: token_sources.connection_connected.send(sender=ZoomConnection, connection_id=connection.pk)
+    )
 
 
 def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = True, reason: str = "") -> None:
@@ -192,10 +197,21 @@ def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = 
             )
         except zoom.ZoomError as exc:
             logger.info("zoom revoke failed (ignored): %s", exc, extra={"connection": connection.public_id})
-    from recallbots.services import credential_delete_for_connection
-
-    credential_delete_for_connection(connection_id=connection.pk)
+    token_sources.connection_disconnected.send(sender=ZoomConnection, connection_id=connection.pk)
     logger.info("zoom connection disconnected", extra={"connection": connection.public_id})
+
+
+def connection_rotate_callback_secret(*, connection: ZoomConnection) -> str:
+    """A new callback secret: the old URLs stop working at once. Apps holding the URLs (Recall's
+    customer-managed credential) are told through callback_secret_rotated."""
+    raw = connection.rotate_callback_secret()
+    connection.save(
+        update_fields=["callback_secret", "callback_secret_hash", "callback_secret_rotated_at", "updated_at"]
+    )
+    transaction.on_commit(
+        lambda: token_sources.callback_secret_rotated.send(sender=ZoomConnection, connection_id=connection.pk)
+    )
+    return raw
 
 
 # --- fresh tokens ----------------------------------------------------------------------------
@@ -246,10 +262,11 @@ def connection_fresh_access_token(
         raise ConnectionUnusable(
             f"The Zoom connection is {connection.get_status_display().lower()}.", status=connection.status
         )
-    if connection.token_source == ZoomConnection.TokenSource.RECALL:
-        from recallbots.services import credential_access_token
-
-        return credential_access_token(connection=connection, timeout=timeout)
+    if connection.token_source != ZoomConnection.TokenSource.LOCAL:
+        token, expires_at = token_sources.source_for(connection.token_source).access_token(
+            connection=connection, timeout=timeout
+        )
+        return FreshToken(token, expires_at)
 
     def fresh_enough(conn: ZoomConnection) -> bool:
         if conn.expires_within(min_validity):
@@ -329,10 +346,24 @@ def connection_refresh_if_due(*, connection_id: int) -> bool:
     return result.zoom_calls > 0
 
 
+def connection_for_zoom_user(*, app: ZoomApp, zoom_user_id: str) -> ZoomConnection | None:
+    return ZoomConnection.objects.filter(app=app, zoom_user_id=zoom_user_id).first() if zoom_user_id else None
+
+
+def connection_update_pmi(*, connection: ZoomConnection, pmi: str) -> None:
+    """Zoom says the user's personal meeting ID changed (user.updated)."""
+    ZoomConnection.objects.filter(pk=connection.pk).update(pmi=pmi[:20], updated_at=timezone.now())
+
+
+def meeting_record_host(*, meeting_id: str, host: ZoomConnection, topic: str = "") -> None:
+    """Zoom says this connection hosts this meeting (meeting.created): join tokens come from it."""
+    ZoomMeeting.objects.update_or_create(
+        meeting_id=meeting_id[:20], defaults={"host_connection": host, "topic": topic[:300]}
+    )
+
+
 def connection_for_meeting(*, meeting_id: str) -> ZoomConnection | None:
     """The host's connection for a meeting: meeting.created mapping first, then the PMI."""
-    from .models import ZoomMeeting
-
     mapping = ZoomMeeting.objects.select_related("host_connection").filter(meeting_id=meeting_id).first()
     if mapping is not None:
         return mapping.host_connection

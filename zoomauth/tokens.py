@@ -25,6 +25,7 @@ from . import zoom
 from .models import CallbackLog, ZoomConnection
 from .services import ConnectionUnusable, connection_fresh_access_token, connection_mark_access_token_rejected
 from .singleflight import FlightError, FlightTimeout, SingleFlight
+from .token_sources import TokenSourceError
 
 # Concurrent ZAK callbacks for one connection share one Zoom call for this long.
 ZAK_SHARE_SECONDS = 60
@@ -43,7 +44,7 @@ class Category(enum.StrEnum):
     REFUSED = "refused"  # Zoom refused to mint: scope, not the host, not in the meeting
     NEEDS_RECONNECT = "needs_reconnect"
     RATE_LIMITED = "rate_limited"  # Zoom's 429 outlasted the budget
-    ZOOM_FAILED = "zoom_failed"  # Zoom's 5xx or a bad answer
+    ZOOM_FAILED = "zoom_failed"  # Zoom's (or the token source's) 5xx or a bad answer
     TIMED_OUT = "timed_out"  # the budget ran out waiting for Zoom
 
 
@@ -229,6 +230,13 @@ def _within_budget(budget: Budget, fn: Callable[[float], T], *, count: bool = Fa
                         retry_after=int(wait) + 1,
                     ) from None
                 raise TokenUnavailable(Category.ZOOM_FAILED, f"Zoom failed: {exc}.", retry_after=5) from None
+            time.sleep(wait)
+        except TokenSourceError as exc:
+            # Where the tokens live (Recall, for Recall-managed connections) failed: its error,
+            # not Zoom's. Retried within the budget when it may pass.
+            wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt
+            if not exc.retryable or budget.remaining() - wait < 0.5:
+                raise TokenUnavailable(Category.ZOOM_FAILED, f"{exc}.", retry_after=5) from None
             time.sleep(wait)
         except zoom.ZoomAccessTokenRejectedError:
             budget.zoom_calls += 1

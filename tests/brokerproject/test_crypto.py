@@ -5,7 +5,7 @@ from django.db import connection
 from encrypted_model_fields import fields as encrypted_fields
 
 from accounts.models import EncryptionCanary
-from brokerproject.crypto import CANARY_PLAINTEXT, EncryptionKeyError, check_canary
+from brokerproject.crypto import EncryptionKeyError
 from zoomauth.models import ZoomApp
 
 KEY_A = Fernet.generate_key()
@@ -38,10 +38,10 @@ def test_secret_is_encrypted_in_the_database_and_read_back(db):
 
 def test_wrong_key_is_detected_not_served_as_ciphertext(db, use_keys):
     use_keys(KEY_A)
-    assert check_canary() == (True, "created")
+    assert EncryptionCanary.verify_key() == (True, "created")
     app = ZoomApp.objects.create(name="Main", client_id="cid", client_secret="very-secret-value")
     use_keys(KEY_B)
-    ok, detail = check_canary()
+    ok, detail = EncryptionCanary.verify_key()
     assert ok is False
     assert "FIELD_ENCRYPTION_KEY is wrong" in detail
     with pytest.raises(EncryptionKeyError, match="zoomauth.ZoomApp.client_secret"):
@@ -58,7 +58,7 @@ def test_check_encryption_command_fails_on_a_wrong_key(db, use_keys):
 
 def test_rotation_reencrypts_every_column_under_the_newest_key(db, use_keys, capsys):
     use_keys(KEY_A)
-    check_canary()
+    EncryptionCanary.verify_key()
     app = ZoomApp.objects.create(name="Main", client_id="cid", client_secret="s1", webhook_secret="w1")
     use_keys(KEY_B, KEY_A)
     call_command("rotate_encryption_key")
@@ -68,12 +68,12 @@ def test_rotation_reencrypts_every_column_under_the_newest_key(db, use_keys, cap
     use_keys(KEY_B)  # the old key is gone: everything must still read
     app = ZoomApp.objects.get(pk=app.pk)
     assert (app.client_secret, app.webhook_secret) == ("s1", "w1")
-    assert EncryptionCanary.objects.get().value == CANARY_PLAINTEXT
+    assert EncryptionCanary.objects.get().value == EncryptionCanary.PLAINTEXT
 
 
 def test_rotation_refuses_when_no_key_reads_the_data(db, use_keys):
     use_keys(KEY_A)
-    check_canary()
+    EncryptionCanary.verify_key()
     use_keys(KEY_B)
     with pytest.raises(Exception, match="Refusing to rotate"):
         call_command("rotate_encryption_key")

@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from brokerproject.crypto import EncryptionKeyError, check_canary, reencrypt_all
+from accounts.models import EncryptionCanary
+from brokerproject.crypto import EncryptionKeyError, reencrypt_all
 
 
 class Command(BaseCommand):
@@ -12,7 +13,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         keys = settings.FIELD_ENCRYPTION_KEY
-        ok, detail = check_canary()
+        ok, detail = EncryptionCanary.verify_key()
         if not ok:
             raise CommandError(f"Refusing to rotate: {detail}. None of the configured keys reads the data.")
         try:

@@ -7,9 +7,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from accounts.models import Heartbeat
 from brokerproject.celery import app as celery_app
-from brokerproject.crypto import check_canary
+
+from .models import EncryptionCanary, Heartbeat
 
 
 @never_cache
@@ -39,7 +39,12 @@ def _check_beat() -> tuple[bool, str]:
     return ok, f"last heartbeat {int(age.total_seconds())}s ago"
 
 
-CHECKS = {"database": _check_database, "broker": _check_broker, "encryption": check_canary, "beat": _check_beat}
+CHECKS = {
+    "database": _check_database,
+    "broker": _check_broker,
+    "encryption": EncryptionCanary.verify_key,
+    "beat": _check_beat,
+}
 
 
 @never_cache

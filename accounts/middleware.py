@@ -7,7 +7,7 @@ import threading
 
 from django.http import HttpResponse
 
-from .crypto import check_canary
+from .models import EncryptionCanary
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class EncryptionKeyMiddleware:
     @staticmethod
     def _key_works() -> bool | None:
         try:
-            ok, detail = check_canary()
+            ok, detail = EncryptionCanary.verify_key()
         except Exception:  # the database is away: decide on a later request
             logger.exception("encryption canary could not be read")
             return None

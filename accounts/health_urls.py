@@ -1,0 +1,11 @@
+"""Liveness and readiness at the top of the site, outside the accounts namespace (load balancers
+and orchestrators call these fixed paths)."""
+
+from django.urls import path
+
+from . import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+]
