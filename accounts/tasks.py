@@ -5,5 +5,5 @@ from .models import Heartbeat
 
 
 @shared_task(ignore_result=True)
-def record_heartbeat() -> None:
+def heartbeat_record() -> None:
     Heartbeat.objects.update_or_create(name="beat", defaults={"beat_at": timezone.now()})

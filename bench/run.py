@@ -193,7 +193,7 @@ def bench_beat_fan_out() -> None:
     """The tick's enqueue cost with everything due: chunks of CHUNK_SIZE, one broker round trip each.
     Floor: one Redis PING round trip, measured in the same run."""
     from brokerproject.redis_client import shared_redis
-    from zoomauth.tasks import CHUNK_SIZE, refresh_due_connections
+    from zoomauth.tasks import CHUNK_SIZE, connections_refresh_due
 
     client = shared_redis()
     pings = []
@@ -206,17 +206,17 @@ def bench_beat_fan_out() -> None:
     now = timezone.now()
     all_ids = list(ZoomConnection.objects.order_by("pk").values_list("pk", flat=True))
     ZoomConnection.objects.update(access_token_expires_at=now + timedelta(minutes=50))
-    refresh_due_connections.run()  # warm up: the broker connection is opened on the first publish
+    connections_refresh_due.run()  # warm up: the broker connection is opened on the first publish
     for due in (1_000, 100_000):
         cache.clear()  # the broker's queue and the claims live in this Redis database
         ids = all_ids[:due]
         ZoomConnection.objects.update(access_token_expires_at=now + timedelta(minutes=50))
         ZoomConnection.objects.filter(pk__in=ids).update(access_token_expires_at=now + timedelta(minutes=2))
         started = time.perf_counter()
-        enqueued = refresh_due_connections.run()
+        enqueued = connections_refresh_due.run()
         wall = time.perf_counter() - started
         messages = client.llen("celery")
-        again = refresh_due_connections.run()
+        again = connections_refresh_due.run()
         print(
             f"  {due:>7,} due: enqueued {enqueued:,} in {wall * 1000:.0f} ms as {messages} messages "
             f"({wall * 1000 / max(1, messages):.2f} ms a message, {wall * 1000 / ping_ms / max(1, messages):.0f}× a "

@@ -244,20 +244,20 @@ BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env.int("BEAT_HEARTBEAT_MAX_AGE", def
 # process; every task it sends is idempotent, so a duplicate tick does no harm.
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {
-        "task": "accounts.tasks.record_heartbeat",
+        "task": "accounts.tasks.heartbeat_record",
         "schedule": timedelta(seconds=BEAT_HEARTBEAT_INTERVAL),
     },
     "refresh-due-connections": {
-        "task": "zoomauth.tasks.refresh_due_connections",
+        "task": "zoomauth.tasks.connections_refresh_due",
         "schedule": timedelta(seconds=BEAT_REFRESH_INTERVAL),
     },
-    "prune-callback-logs": {"task": "zoomauth.tasks.prune_callback_logs", "schedule": crontab(minute=17, hour=3)},
+    "prune-callback-logs": {"task": "zoomauth.tasks.callback_logs_prune", "schedule": crontab(minute=17, hour=3)},
     "sweep-webhook-deliveries": {
-        "task": "webhooks.tasks.sweep_pending_deliveries",
+        "task": "webhooks.tasks.deliveries_sweep",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
     },
     "sync-recall-credentials": {
-        "task": "recallbots.tasks.sync_credential_statuses",
+        "task": "recallbots.tasks.credentials_sync_statuses",
         "schedule": timedelta(minutes=15),
     },
 }

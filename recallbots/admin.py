@@ -6,9 +6,11 @@ from django.utils.html import format_html
 from zoomauth.models import ZoomApp, ZoomConnection
 
 from . import recall
+from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
 from .services import (
     LaunchError,
+    LaunchRequest,
     bot_launch,
     credential_create_customer_managed,
     credential_sync_status,
@@ -162,6 +164,7 @@ class BotStatusChangeInline(admin.TabularInline):
 
 
 class LaunchBotForm(forms.ModelForm):
+    meeting_url = forms.CharField(max_length=2000, validators=[validate_zoom_meeting_url])
     token_kinds = forms.MultipleChoiceField(
         choices=Bot.TokenKind.choices, widget=forms.CheckboxSelectMultiple, required=False
     )
@@ -230,16 +233,7 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
             return
         data = form.cleaned_data
         try:
-            bot = bot_launch(
-                user=data["user"],
-                connection=data["connection"],
-                meeting_url=data["meeting_url"],
-                token_kinds=data["token_kinds"],
-                zak_from_service_account=data["zak_from_service_account"],
-                bypass_waiting_room=data["bypass_waiting_room"],
-                bot_name=data["bot_name"],
-                join_at=data["join_at"],
-            )
+            bot = bot_launch(request=LaunchRequest.from_cleaned(user=data["user"], data=data))
         except LaunchError as exc:
             messages.error(request, str(exc))
             return

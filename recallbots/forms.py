@@ -2,7 +2,7 @@ from django import forms
 
 from zoomauth.models import ZoomConnection
 
-from .meeting_urls import MeetingUrlError, parse_zoom_url
+from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot
 
 
@@ -10,6 +10,7 @@ class LaunchForm(forms.Form):
     meeting_url = forms.CharField(
         label="Zoom meeting link",
         max_length=2000,
+        validators=[validate_zoom_meeting_url],
         widget=forms.TextInput(attrs={"placeholder": "https://zoom.us/j/123456789?pwd=..."}),
     )
     connection = forms.ModelChoiceField(queryset=ZoomConnection.objects.none(), required=False, label="Zoom account")
@@ -29,10 +30,3 @@ class LaunchForm(forms.Form):
         self.fields["connection"].queryset = ZoomConnection.objects.active().filter(user=user).select_related("app")
         if self.fields["connection"].queryset.count() == 1:
             self.fields["connection"].initial = self.fields["connection"].queryset.first()
-
-    def clean_meeting_url(self):
-        try:
-            parse_zoom_url(self.cleaned_data["meeting_url"])
-        except MeetingUrlError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return self.cleaned_data["meeting_url"]

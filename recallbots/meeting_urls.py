@@ -60,3 +60,13 @@ def parse_zoom_url(text: str) -> ZoomMeetingLink:
     raise MeetingUrlError(
         "This Zoom link has no meeting number. Use an invite link such as https://zoom.us/j/123456789?pwd=..."
     )
+
+
+def validate_zoom_meeting_url(value: str) -> None:
+    """Form and serializer validator: the same message on the page, in the admin and in the API."""
+    from django.core.exceptions import ValidationError
+
+    try:
+        parse_zoom_url(value)
+    except MeetingUrlError as exc:
+        raise ValidationError(str(exc)) from None

@@ -14,13 +14,13 @@ from urllib.parse import parse_qs, urlparse
 import requests
 from django.conf import settings
 
+from brokerproject import http
+from brokerproject.http import parse_retry_after
 from brokerproject.logging import mask_secrets
-from zoomauth.zoom import parse_retry_after
 
 logger = logging.getLogger(__name__)
 
-SESSION = requests.Session()
-SESSION.headers["User-Agent"] = "zoom-token-broker/1.0"
+SESSION = http.session()
 
 RETRYABLE_STATUSES = {429, 502, 503, 504, 507}
 # 507 means Recall's ad-hoc bot pool is empty; Recall asks for a retry every 30 s.
@@ -184,9 +184,6 @@ class RecallClient:
     # Recall docs: DELETE /api/v2/zoom-oauth-apps/{id}/
     def delete_zoom_oauth_app(self, app_id: str) -> None:
         self._request("DELETE", f"/api/v2/zoom-oauth-apps/{app_id}/")
-
-    def zoom_app_webhook_url(self, app_id: str) -> str:
-        return f"{self.base_url}/api/v2/zoom-oauth-apps/{app_id}/webhook"
 
     # --- Zoom OAuth credentials -------------------------------------------------------------
     # Recall docs: POST /api/v2/zoom-oauth-credentials/ with access_token_callback_url

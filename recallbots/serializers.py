@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from zoomauth.models import ZoomConnection
 
-from .meeting_urls import MeetingUrlError, parse_zoom_url
+from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange
 
 
@@ -67,7 +67,7 @@ class BotSerializer(serializers.ModelSerializer):
 
 
 class LaunchBotSerializer(serializers.Serializer):
-    meeting_url = serializers.CharField(max_length=2000)
+    meeting_url = serializers.CharField(max_length=2000, validators=[validate_zoom_meeting_url])
     connection = serializers.UUIDField(required=False, allow_null=True, help_text="The Zoom connection (id) to use.")
     token_kinds = serializers.ListField(
         child=serializers.ChoiceField(choices=Bot.TokenKind.values), allow_empty=True, default=list
@@ -77,13 +77,6 @@ class LaunchBotSerializer(serializers.Serializer):
     bot_name = serializers.CharField(max_length=100, default="Recall Bot")
     join_at = serializers.DateTimeField(required=False, allow_null=True)
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), required=False, default=dict)
-
-    def validate_meeting_url(self, value):
-        try:
-            parse_zoom_url(value)
-        except MeetingUrlError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-        return value
 
     def validate_connection(self, value):
         if value is None:

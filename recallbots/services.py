@@ -1,5 +1,8 @@
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -16,7 +19,7 @@ from zoomauth.services import (
 from zoomauth.token_sources import TokenSourceError
 from zoomauth.zoom import ZoomUser
 
-from . import recall
+from . import recall, tasks
 from .meeting_urls import MeetingUrlError, parse_zoom_url
 from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
 
@@ -84,8 +87,6 @@ def recall_app_delete(*, recall_app: RecallOAuthApp) -> None:
 
 def credential_sync_after_connect(*, connection_id: int) -> None:
     """After a customer-managed connect: register the user's credential in Recall (in a task)."""
-    from .tasks import register_credential
-
     connection = ZoomConnection.objects.select_related("app").get(pk=connection_id)
     if not settings.RECALL_API_KEY or not RecallOAuthApp.objects.filter(zoom_app=connection.app).exists():
         logger.info(
@@ -94,7 +95,7 @@ def credential_sync_after_connect(*, connection_id: int) -> None:
         )
         return
     try:
-        register_credential.delay(connection_id)
+        tasks.credential_create_customer_managed.delay(connection_id)
     except Exception:  # noqa: BLE001 - the broker being down must not fail the connect page
         logger.exception("could not enqueue credential registration", extra={"connection": connection.public_id})
 
@@ -294,68 +295,94 @@ def service_account_connection() -> ZoomConnection | None:
     return ZoomConnection.objects.active().filter(is_service_account=True).first()
 
 
-def bot_launch(
-    *,
-    user,
-    meeting_url: str,
-    token_kinds: list[str],
-    connection: ZoomConnection | None = None,
-    zak_from_service_account: bool = False,
-    bot_name: str = "Recall Bot",
-    join_at: datetime | None = None,
-    metadata: dict | None = None,
-    bypass_waiting_room: bool = False,
-) -> Bot:
-    try:
-        link = parse_zoom_url(meeting_url)
-    except MeetingUrlError as exc:
-        raise LaunchError(str(exc)) from None
-    meeting_id = link.meeting_id
-    if not meeting_id and link.vanity and connection is not None and connection.pmi:
-        meeting_id = connection.pmi  # a /my/ personal link opens the host's PMI
-    kinds = list(dict.fromkeys(token_kinds))
-    needs_user_connection = bool({Bot.TokenKind.OBF, Bot.TokenKind.JOIN_TOKEN} & set(kinds)) or (
-        Bot.TokenKind.ZAK in kinds and not zak_from_service_account
-    )
-    if needs_user_connection and (connection is None or not connection.is_usable):
-        raise LaunchError("Connect a Zoom account first (or reconnect it): the chosen tokens come from it.")
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What every front door asks for (the page, the admin, the API): one contract for a launch.
+    Each door validates its own input, then builds this with `from_cleaned` and calls bot_launch."""
 
+    user: Any
+    meeting_url: str
+    token_kinds: tuple[str, ...] = ()
+    connection: ZoomConnection | None = None
+    zak_from_service_account: bool = False
+    bypass_waiting_room: bool = False
+    bot_name: str = "Recall Bot"
+    join_at: datetime | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_cleaned(cls, *, user, data: Mapping) -> "LaunchRequest":
+        names = {f.name for f in fields(cls)} - {"user"}
+        values = {name: data[name] for name in names if data.get(name) is not None}
+        values["token_kinds"] = tuple(dict.fromkeys(values.get("token_kinds", ())))
+        return cls(user=user, **values)
+
+    @property
+    def zak_from_user(self) -> bool:
+        return Bot.TokenKind.ZAK in self.token_kinds and not self.zak_from_service_account
+
+    @property
+    def needs_user_connection(self) -> bool:
+        return bool({Bot.TokenKind.OBF, Bot.TokenKind.JOIN_TOKEN} & set(self.token_kinds)) or self.zak_from_user
+
+
+def _meeting_id(link, connection: ZoomConnection | None) -> str:
+    if not link.meeting_id and link.vanity and connection is not None and connection.pmi:
+        return connection.pmi  # a /my/ personal link opens the host's PMI
+    return link.meeting_id
+
+
+def bot_recall_payload(*, request: LaunchRequest, link, meeting_id: str) -> dict:
+    """Recall's POST /api/v1/bot/ body for a launch (without the broker's own metadata)."""
+    user_kinds = [k for k in request.token_kinds if k != Bot.TokenKind.ZAK or request.zak_from_user]
     zoom_config = (
         bot_zoom_config(
-            connection=connection,
+            connection=request.connection,
             meeting_id=meeting_id,
-            token_kinds=[k for k in kinds if not (k == Bot.TokenKind.ZAK and zak_from_service_account)],
-            bypass_waiting_room=bypass_waiting_room,
+            token_kinds=user_kinds,
+            bypass_waiting_room=request.bypass_waiting_room,
         )
-        if connection is not None
+        if request.connection is not None
         else {}
     )
-    if Bot.TokenKind.ZAK in kinds and zak_from_service_account:
+    if Bot.TokenKind.ZAK in request.token_kinds and request.zak_from_service_account:
         service = service_account_connection()
         if service is None:
             raise LaunchError("No service account is set: staff mark one Zoom connection as the service account.")
         zoom_config["zak_url"] = service.zak_url
-
-    payload: dict = {"meeting_url": link.url, "bot_name": bot_name}
+    payload: dict = {"meeting_url": link.url, "bot_name": request.bot_name}
     if zoom_config:
         payload["zoom"] = zoom_config
-    if join_at:
-        payload["join_at"] = join_at.isoformat()
-    bot_metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+    if request.join_at:
+        payload["join_at"] = request.join_at.isoformat()
+    if Bot.TokenKind.OBF in request.token_kinds:
+        payload["automatic_leave"] = {"waiting_room_timeout": OBF_WAITING_ROOM_TIMEOUT}
+    return payload
+
+
+def bot_launch(*, request: LaunchRequest) -> Bot:
+    try:
+        link = parse_zoom_url(request.meeting_url)
+    except MeetingUrlError as exc:
+        raise LaunchError(str(exc)) from None
+    connection = request.connection
+    if request.needs_user_connection and (connection is None or not connection.is_usable):
+        raise LaunchError("Connect a Zoom account first (or reconnect it): the chosen tokens come from it.")
+    meeting_id = _meeting_id(link, connection)
+    payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id)
+    bot_metadata = {str(k): str(v) for k, v in request.metadata.items()}
     bot = Bot.objects.create(
-        user=user,
+        user=request.user,
         connection=connection,
         meeting_url=link.url,
         meeting_id=meeting_id,
         meeting_passcode=link.passcode,
-        token_kinds=kinds,
-        bot_name=bot_name,
-        join_at=join_at,
+        token_kinds=list(request.token_kinds),
+        bot_name=request.bot_name,
+        join_at=request.join_at,
         metadata=bot_metadata,
     )
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
-    if Bot.TokenKind.OBF in kinds:
-        payload["automatic_leave"] = {"waiting_room_timeout": OBF_WAITING_ROOM_TIMEOUT}
     try:
         body = recall_client().create_bot(payload)
     except recall.RecallError as exc:

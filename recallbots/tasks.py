@@ -4,20 +4,19 @@ from celery import shared_task
 
 from zoomauth.models import ZoomConnection
 
-from . import recall
+from . import recall, services
 from .models import RecallOAuthApp
-from .services import credential_create_customer_managed, credentials_sync_statuses
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=6)
-def register_credential(self, connection_id: int) -> None:
+def credential_create_customer_managed(self, connection_id: int) -> None:
     connection = ZoomConnection.objects.select_related("app").filter(pk=connection_id).first()
     if connection is None or not connection.is_usable or connection.token_source != ZoomConnection.TokenSource.LOCAL:
         return
     try:
-        credential_create_customer_managed(connection=connection)
+        services.credential_create_customer_managed(connection=connection)
     except recall.RecallRetryableError as exc:
         raise self.retry(countdown=exc.retry_after or 30 * 2**self.request.retries) from None
     except recall.RecallError as exc:
@@ -25,11 +24,11 @@ def register_credential(self, connection_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
-def sync_credential_statuses() -> int:
+def credentials_sync_statuses() -> int:
     count = 0
     for recall_app in RecallOAuthApp.objects.all():
         try:
-            count += credentials_sync_statuses(recall_app=recall_app)
+            count += services.credentials_sync_statuses(recall_app=recall_app)
         except recall.RecallError as exc:
             logger.info("credential status sync failed: %s", exc, extra={"recall_app": recall_app.recall_id})
     return count

@@ -22,7 +22,7 @@ from zoomauth.models import ZoomConnection
 from .forms import LaunchForm
 from .models import Bot
 from .serializers import BotSerializer, ConnectionSerializer, LaunchBotSerializer
-from .services import LaunchError, bot_launch, bot_record_status
+from .services import LaunchError, LaunchRequest, bot_launch, bot_record_status
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,7 @@ def launch(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            bot = bot_launch(
-                user=request.user,
-                meeting_url=data["meeting_url"],
-                token_kinds=data["token_kinds"],
-                connection=data["connection"],
-                zak_from_service_account=data["zak_from_service_account"],
-                bypass_waiting_room=data["bypass_waiting_room"],
-                bot_name=data["bot_name"],
-            )
+            bot = bot_launch(request=LaunchRequest.from_cleaned(user=request.user, data=data))
         except LaunchError as exc:
             form.add_error(None, str(exc))
         else:
@@ -87,7 +79,7 @@ class BotListCreateView(_CustomerApi, APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            bot = bot_launch(user=request.user, **data)
+            bot = bot_launch(request=LaunchRequest.from_cleaned(user=request.user, data=data))
         except LaunchError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
         return Response(BotSerializer(bot).data, status=status.HTTP_201_CREATED)

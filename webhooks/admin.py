@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from .models import DeliveryAttempt, ExtraForwardTarget, WebhookRejection, ZoomWebhookDelivery
 from .services import delivery_replay
-from .tasks import enqueue_safely, forward_delivery
+from .tasks import delivery_attempt, enqueue_safely
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -55,7 +55,7 @@ class ZoomWebhookDeliveryAdmin(admin.ModelAdmin):
     def replay_now(self, request, queryset):
         for delivery in queryset.exclude(target_url=""):
             delivery_replay(delivery=delivery)
-            enqueue_safely(forward_delivery, delivery.pk)
+            enqueue_safely(delivery_attempt, delivery.pk)
         messages.success(request, "Queued for delivery.")
 
     @admin.action(description="Mark resolved (stop retrying)")

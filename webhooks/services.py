@@ -6,7 +6,8 @@ import requests
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from brokerproject import jsonbody
+from brokerproject import http, jsonbody
+from brokerproject.http import parse_retry_after
 from zoomauth.models import ZoomApp, ZoomConnection
 from zoomauth.services import (
     connection_disconnect,
@@ -14,13 +15,12 @@ from zoomauth.services import (
     connection_update_pmi,
     meeting_record_host,
 )
-from zoomauth.zoom import parse_retry_after
 
 from .models import DeliveryAttempt, ZoomWebhookDelivery
 
 logger = logging.getLogger(__name__)
 
-SESSION = requests.Session()
+SESSION = http.session()
 FORWARD_TIMEOUT = 10.0
 # Recall and Zoom say nothing about 408/425; treat them like 429 and 5xx: try again later.
 RETRYABLE_STATUSES = {408, 425, 429}

@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from .services import deliveries_sweep, delivery_attempt, event_handle_locally
+from . import services
 
 logger = logging.getLogger(__name__)
 
@@ -18,22 +18,22 @@ def enqueue_safely(task, *args, countdown: float | None = None) -> bool:
 
 
 @shared_task(ignore_result=True, acks_late=True)
-def forward_delivery(delivery_id: int) -> None:
-    delay = delivery_attempt(delivery_id=delivery_id)
+def delivery_attempt(delivery_id: int) -> None:
+    delay = services.delivery_attempt(delivery_id=delivery_id)
     if delay is not None:
-        enqueue_safely(forward_delivery, delivery_id, countdown=delay)
+        enqueue_safely(delivery_attempt, delivery_id, countdown=delay)
 
 
 @shared_task(ignore_result=True, acks_late=True)
-def handle_zoom_event(delivery_id: int) -> None:
-    event_handle_locally(delivery_id=delivery_id)
+def event_handle_locally(delivery_id: int) -> None:
+    services.event_handle_locally(delivery_id=delivery_id)
 
 
 @shared_task(ignore_result=True)
-def sweep_pending_deliveries() -> int:
-    due, unhandled = deliveries_sweep()
+def deliveries_sweep() -> int:
+    due, unhandled = services.deliveries_sweep()
     for delivery_id in due:
-        enqueue_safely(forward_delivery, delivery_id)
+        enqueue_safely(delivery_attempt, delivery_id)
     for delivery_id in unhandled:
-        enqueue_safely(handle_zoom_event, delivery_id)
+        enqueue_safely(event_handle_locally, delivery_id)
     return len(due) + len(unhandled)

@@ -12,7 +12,7 @@ from zoomauth.models import ZoomApp
 from . import zoom_signature
 from .models import WebhookRejection
 from .services import delivery_intake
-from .tasks import enqueue_safely, forward_delivery, handle_zoom_event
+from .tasks import delivery_attempt, enqueue_safely, event_handle_locally
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,6 @@ def _enqueue(delivery_ids: list[int]) -> None:
     # One failed enqueue means the broker is away: stop trying (Zoom wants its answer within
     # 3 s); the beat sweeper enqueues whatever is left once the broker is back.
     for delivery_id in delivery_ids:
-        if not enqueue_safely(forward_delivery, delivery_id):
+        if not enqueue_safely(delivery_attempt, delivery_id):
             return
-    enqueue_safely(handle_zoom_event, delivery_ids[0])
+    enqueue_safely(event_handle_locally, delivery_ids[0])

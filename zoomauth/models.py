@@ -59,7 +59,7 @@ class ZoomApp(models.Model):
 
     @property
     def redirect_uri(self) -> str:
-        return self.redirect_uri_override or public_url(reverse("zoomauth:callback"))
+        return self.redirect_uri_override or public_url(reverse("zoomauth:oauth-redirect"))
 
     @property
     def webhook_url(self) -> str:

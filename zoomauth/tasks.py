@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from brokerproject.redis_client import shared_redis
 
-from . import zoom
+from . import services, zoom
 from .models import CallbackLog, ZoomConnection
-from .services import ConnectionUnusable, connection_refresh_if_due
+from .services import ConnectionUnusable
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _release(ids: list[int]) -> None:
 
 
 @shared_task(ignore_result=True)
-def refresh_due_connections() -> int:
+def connections_refresh_due() -> int:
     """Beat's tick: enqueue every due connection in chunks, within half the tick's interval.
 
     Connections still queued from an earlier tick are skipped, so a backlog (after an outage,
@@ -62,7 +62,7 @@ def refresh_due_connections() -> int:
     for chunk in _batched(due.iterator(chunk_size=2000), CHUNK_SIZE):
         claimed = _claim(chunk)
         if claimed:
-            refresh_connections.delay(claimed)
+            connections_refresh_if_due.delay(claimed)
             enqueued += len(claimed)
         if time.monotonic() - started > deadline:
             break
@@ -72,17 +72,17 @@ def refresh_due_connections() -> int:
 
 
 @shared_task(ignore_result=True, acks_late=True)
-def refresh_connections(connection_ids: list[int]) -> None:
+def connections_refresh_if_due(connection_ids: list[int]) -> None:
     """A chunk: each connection refreshed if still due; a retryable failure retries on its own."""
     try:
         for connection_id in connection_ids:
             try:
-                connection_refresh_if_due(connection_id=connection_id)
+                services.connection_refresh_if_due(connection_id=connection_id)
             except ConnectionUnusable:
                 continue
             except zoom.ZoomRetryableError as exc:
                 countdown = exc.retry_after if exc.retry_after is not None else 30
-                refresh_connection.apply_async((connection_id,), countdown=countdown)
+                connection_refresh_if_due.apply_async((connection_id,), countdown=countdown)
             except zoom.ZoomPermanentError as exc:
                 logger.warning("refresh refused by Zoom: %s", exc, extra={"connection": connection_id})
     finally:
@@ -90,9 +90,9 @@ def refresh_connections(connection_ids: list[int]) -> None:
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=8, acks_late=True)
-def refresh_connection(self, connection_id: int) -> None:
+def connection_refresh_if_due(self, connection_id: int) -> None:
     try:
-        connection_refresh_if_due(connection_id=connection_id)
+        services.connection_refresh_if_due(connection_id=connection_id)
     except ConnectionUnusable:
         return
     except zoom.ZoomRetryableError as exc:
@@ -103,6 +103,6 @@ def refresh_connection(self, connection_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
-def prune_callback_logs() -> int:
+def callback_logs_prune() -> int:
     deleted, _ = CallbackLog.objects.expired(now=timezone.now()).delete()
     return deleted

@@ -44,7 +44,7 @@ def connect(request):
 
 @login_required
 @require_GET
-def callback(request):
+def oauth_redirect(request):
     error = request.GET.get("error")
     if error:
         denied = error == "access_denied"

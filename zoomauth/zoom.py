@@ -6,22 +6,17 @@ Messages never carry token material.
 """
 
 import base64
-import email.utils
-import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
 
+from brokerproject import http
+from brokerproject.http import parse_retry_after
 from brokerproject.logging import mask_secrets
 
-SESSION = requests.Session()
-SESSION.headers["User-Agent"] = "zoom-token-broker/1.0"
-# Every server thread of a web process may be waiting on Zoom at once: keep that many
-# connections alive (requests' default of 10 makes the rest reconnect, TLS included, each call).
-for _scheme in ("https://", "http://"):
-    SESSION.mount(_scheme, requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64))
+SESSION = http.session()
 
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"
@@ -84,22 +79,6 @@ class MintedToken:
 
     def __repr__(self) -> str:
         return f"MintedToken(expires_in={self.expires_in})"
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Retry-After in seconds, from either delta-seconds or an HTTP date; None when absent."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
 def _basic_auth(client_id: str, client_secret: str) -> str:

@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from accounts.models import Heartbeat
-from accounts.tasks import record_heartbeat
+from accounts.tasks import heartbeat_record
 
 
 def test_healthz_is_alive(client, db):
@@ -21,7 +21,7 @@ def test_readyz_is_not_ready_without_a_beat_heartbeat(client, db):
 
 
 def test_readyz_is_ready_after_a_heartbeat(client, db):
-    record_heartbeat()
+    heartbeat_record()
     response = client.get("/readyz")
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "ready"
@@ -40,7 +40,7 @@ def test_readyz_reports_a_stale_heartbeat(client, db):
 def test_readyz_reports_an_unreachable_broker(client, db, settings):
     from brokerproject.celery import app
 
-    record_heartbeat()
+    heartbeat_record()
     original = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"
     try:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from recallbots import recall
+from recallbots import recall, tasks
 from recallbots.models import RecallCredential, RecallOAuthApp
 from recallbots.services import (
     credential_create_customer_managed,
@@ -11,7 +11,6 @@ from recallbots.services import (
     recall_app_push_secrets,
     recall_app_register,
 )
-from recallbots.tasks import register_credential, sync_credential_statuses
 from tests.conftest import connect_via_fake_zoom
 from zoomauth.models import ZoomApp, ZoomConnection
 
@@ -81,7 +80,7 @@ def test_customer_managed_credential_is_created_with_a_live_callback(recall_app,
 def test_the_register_task_resolves_the_one_credential_per_user_conflict(recall_app, connection, fake_recall):
     first = credential_create_customer_managed(connection=connection)
     RecallCredential.objects.all().delete()  # the broker lost track of it; Recall still has it
-    register_credential.run(connection.pk)
+    tasks.credential_create_customer_managed.run(connection.pk)
     second = RecallCredential.objects.get(connection=connection)
     assert second.recall_id != first.recall_id
     assert list(fake_recall.credentials) == [second.recall_id]
@@ -104,7 +103,7 @@ def test_firewall_refuses_localhost_callback_urls(recall_app, connection, settin
 def test_credential_status_is_kept_in_sync(recall_app, connection, fake_recall):
     credential = credential_create_customer_managed(connection=connection)
     fake_recall.credentials[credential.recall_id]["status"] = "unhealthy"
-    assert sync_credential_statuses.run() == 1  # what beat runs: one list call per app
+    assert tasks.credentials_sync_statuses.run() == 1  # what beat runs: one list call per app
     assert RecallCredential.objects.get().status == "unhealthy"
     fake_recall.credentials[credential.recall_id]["status"] = "healthy"
     credential_sync_status(credential=credential)  # the admin action, for one credential

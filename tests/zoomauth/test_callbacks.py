@@ -12,7 +12,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import WHSEC
 from zoomauth.models import CallbackLog, ZoomConnection
-from zoomauth.tasks import prune_callback_logs
+from zoomauth.tasks import callback_logs_prune
 
 MEETING = "85012345678"
 
@@ -265,7 +265,7 @@ def test_old_audit_records_are_pruned(anon, connection, settings):
     anon.get(path_of(connection.zak_url))
     CallbackLog.objects.update(created_at=timezone.now() - settings.CALLBACK_LOG_RETENTION - timedelta(days=1))
     anon.get(path_of(connection.zak_url))
-    assert prune_callback_logs.run() == 1
+    assert callback_logs_prune.run() == 1
     assert CallbackLog.objects.count() == 1
 
 

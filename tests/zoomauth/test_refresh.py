@@ -12,7 +12,7 @@ from django.utils import timezone
 from tests.conftest import connect_via_fake_zoom
 from zoomauth.models import ZoomConnection
 from zoomauth.services import ConnectionUnusable, connection_fresh_access_token, connection_refresh_if_due
-from zoomauth.tasks import refresh_due_connections
+from zoomauth.tasks import connections_refresh_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,7 +141,7 @@ def test_due_for_refresh_selects_only_due_rows(zoom_app, user, client, fake_zoom
     expire_soon(alice)
     ZoomConnection.objects.filter(pk=bob.pk).update(last_refreshed_at=timezone.now() - timedelta(days=30))
     assert set(ZoomConnection.objects.due_for_refresh().values_list("pk", flat=True)) == {alice.pk, bob.pk}
-    assert refresh_due_connections.run() == 2
+    assert connections_refresh_due.run() == 2
 
     assert connection_refresh_if_due(connection_id=alice.pk) is True  # expiring
     assert connection_refresh_if_due(connection_id=bob.pk) is True  # keep-alive
@@ -189,14 +189,14 @@ def _due_rows(zoom_app, user, n: int) -> list[int]:
 
 def test_beat_enqueues_due_connections_in_chunks_and_never_twice(zoom_app, user, fake_zoom):
     from brokerproject.redis_client import shared_redis
-    from zoomauth.tasks import CHUNK_SIZE, refresh_connections
+    from zoomauth.tasks import CHUNK_SIZE, connections_refresh_if_due
 
     ids = _due_rows(zoom_app, user, 2 * CHUNK_SIZE + 50)
     queue = shared_redis()
-    assert refresh_due_connections.run() == len(ids)
+    assert connections_refresh_due.run() == len(ids)
     assert queue.llen("celery") == 3  # one message per chunk of CHUNK_SIZE, not one per connection
-    assert refresh_due_connections.run() == 0  # the next tick skips what is still queued
+    assert connections_refresh_due.run() == 0  # the next tick skips what is still queued
     assert queue.llen("celery") == 3
     fake_zoom.configure(fail_next=10_000, fail_status=503)
-    refresh_connections.run(ids[:CHUNK_SIZE])  # a worker ran the first chunk; Zoom failed, so still due
-    assert refresh_due_connections.run() == CHUNK_SIZE  # released by the chunk: claimable again
+    connections_refresh_if_due.run(ids[:CHUNK_SIZE])  # a worker ran the first chunk; Zoom failed, so still due
+    assert connections_refresh_due.run() == CHUNK_SIZE  # released by the chunk: claimable again

@@ -4,6 +4,7 @@ from urllib.parse import parse_qs
 import pytest
 import responses
 
+from brokerproject.http import parse_retry_after
 from zoomauth import zoom
 
 OAUTH = "https://zoom.test"
@@ -69,8 +70,8 @@ def test_429_is_retryable_with_retry_after_in_any_form(header, expected):
 
 
 def test_retry_after_parses_http_dates_relative_to_now():
-    assert zoom.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
-    assert zoom.parse_retry_after("garbage") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("garbage") is None
 
 
 @responses.activate
