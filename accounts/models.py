@@ -10,10 +10,32 @@ from brokerproject.crypto import EncryptionKeyError, StrictEncryptedTextField
 
 
 class User(AbstractUser):
-    """The customer's users and staff. Custom from the first migration so it can grow."""
+    """The customer's users and staff. Custom from the first migration so it can grow.
+
+    End users made by the customer's backend (connect sessions) carry its id for them in
+    `external_user_id` and have no usable password: they never sign in to the broker."""
+
+    external_user_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
 
     class Meta:
         db_table = "accounts_user"
+
+    @classmethod
+    def for_external_id(cls, external_user_id: str, *, email: str = "") -> "User":
+        """The end user with this id of the customer's, made on first use."""
+        user = cls.objects.filter(external_user_id=external_user_id).first()
+        if user is None:
+            username = "ext_" + hashlib.sha256(external_user_id.encode()).hexdigest()[:40]
+            user, created = cls.objects.get_or_create(
+                external_user_id=external_user_id, defaults={"username": username, "email": email}
+            )
+            if created:
+                user.set_unusable_password()
+                user.save(update_fields=["password"])
+        if email and user.email != email:
+            user.email = email
+            user.save(update_fields=["email"])
+        return user
 
 
 def hash_token(raw: str) -> str:

@@ -285,6 +285,9 @@ RECALL_VERIFICATION_SECRET = env.str("RECALL_VERIFICATION_SECRET", default="")
 # When a verification secret is set: still accept unsigned token GETs that carry a good secret.
 RECALL_ACCEPT_UNSIGNED_CALLBACKS = env.bool("RECALL_ACCEPT_UNSIGNED_CALLBACKS", default=True)
 
+# Hosts a connect session's return_url may point at (the customer's app), comma-separated.
+CONNECT_RETURN_URL_HOSTS = env.list("CONNECT_RETURN_URL_HOSTS", default=[])
+
 # --- Token policy ---------------------------------------------------------------------------
 # Refresh access tokens that have less than this left when beat looks at them.
 ZOOM_REFRESH_WINDOW = timedelta(seconds=env.int("ZOOM_REFRESH_WINDOW_SECONDS", default=600))

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularRedocView
 
 from .schema import SchemaView
 
@@ -10,6 +11,7 @@ urlpatterns = [
     path("", include("accounts.health_urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("accounts.urls")),
     path("", include("zoomauth.urls")),
     path("", include("recallbots.urls")),

@@ -6,34 +6,6 @@ from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange
 
 
-class ConnectionSerializer(serializers.ModelSerializer):
-    id = serializers.UUIDField(source="public_id", read_only=True)
-    app = serializers.CharField(source="app.name", read_only=True)
-    access_token_callback_url = serializers.SerializerMethodField()
-    zak_url = serializers.SerializerMethodField()
-
-    class Meta:
-        model = ZoomConnection
-        fields = (
-            "id",
-            "app",
-            "zoom_user_id",
-            "email",
-            "pmi",
-            "status",
-            "is_service_account",
-            "access_token_callback_url",
-            "zak_url",
-            "created_at",
-        )
-
-    def get_access_token_callback_url(self, obj) -> str | None:
-        return obj.access_token_callback_url if obj.is_usable else None
-
-    def get_zak_url(self, obj) -> str | None:
-        return obj.zak_url if obj.is_usable else None
-
-
 class BotStatusChangeSerializer(serializers.ModelSerializer):
     class Meta:
         model = BotStatusChange

@@ -8,7 +8,6 @@ urlpatterns = [
     path("launch/", views.launch, name="launch"),
     path("bots/<uuid:public_id>/", views.bot_detail, name="bot"),
     path("recall/webhooks/bot-status/", views.recall_webhook, name="recall-webhook"),
-    path("api/connections/", views.ConnectionListView.as_view(), name="api-connections"),
     path("api/bots/", views.BotListCreateView.as_view(), name="api-bots"),
     path("api/bots/<uuid:public_id>/", views.BotDetailView.as_view(), name="api-bot"),
 ]

@@ -10,18 +10,17 @@ from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.generics import RetrieveAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiTokenAuthentication
 from brokerproject import jsonbody, signing
-from zoomauth.models import ZoomConnection
 
 from .forms import LaunchForm
 from .models import Bot
-from .serializers import BotSerializer, ConnectionSerializer, LaunchBotSerializer
+from .serializers import BotSerializer, LaunchBotSerializer
 from .services import LaunchError, LaunchRequest, bot_launch, bot_record_status
 
 logger = logging.getLogger(__name__)
@@ -54,15 +53,6 @@ class _CustomerApi:
 
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated]
-
-
-class ConnectionListView(_CustomerApi, ListAPIView):
-    """The caller's Zoom connections with their callback URLs."""
-
-    serializer_class = ConnectionSerializer
-
-    def get_queryset(self):
-        return ZoomConnection.objects.filter(user=self.request.user).select_related("app").order_by("-created_at")
 
 
 class BotListCreateView(_CustomerApi, APIView):

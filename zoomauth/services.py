@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -30,11 +31,13 @@ class ConnectionUnusable(Exception):
 
 
 class ConnectFlowError(Exception):
-    """A failed connect attempt, with what to tell the person and the HTTP status for the page."""
+    """A failed connect attempt: what to tell the person, the HTTP status for the page, and a
+    short code for the customer's return_url (`status=error&reason=<code>`)."""
 
-    def __init__(self, message: str, *, http_status: int):
+    def __init__(self, message: str, *, http_status: int, reason: str = "connect_failed"):
         super().__init__(message)
         self.http_status = http_status
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -56,19 +59,44 @@ def _pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def connection_start_authorization(*, session, app: ZoomApp) -> str:
-    """Remember a single-use state and PKCE verifier in the session; return Zoom's authorize URL."""
+def connection_start_authorization(
+    *, session, app: ZoomApp, for_user_id: int | None = None, return_url: str = ""
+) -> str:
+    """Remember a single-use state and PKCE verifier in the session; return Zoom's authorize URL.
+
+    `for_user_id` and `return_url` come from a connect session (a link made by the customer's
+    backend): the grant goes to that user without a sign-in, and the browser goes back to
+    `return_url` afterwards."""
     state = secrets.token_urlsafe(32)
     verifier, challenge = _pkce_pair()
     pending = session.get(SESSION_KEY, {})
     # Keep the few newest, so two tabs work but the session cannot grow without bound.
     newest = sorted(pending.items(), key=lambda item: item[1]["created_at"])[-(MAX_PENDING_STATES - 1) :]
     pending = dict(newest)
-    pending[state] = {"app_id": app.pk, "verifier": verifier, "created_at": time.time()}
+    pending[state] = {
+        "app_id": app.pk,
+        "verifier": verifier,
+        "created_at": time.time(),
+        "user_id": for_user_id,
+        "return_url": return_url,
+    }
     session[SESSION_KEY] = pending
     return zoom.authorize_url(
         client_id=app.client_id, redirect_uri=app.redirect_uri, state=state, code_challenge=challenge
     )
+
+
+def connection_pending(*, session, state: str) -> dict | None:
+    """The pending attempt for `state`, left in place (to know whom it is for before finishing)."""
+    return session.get(SESSION_KEY, {}).get(state) if state else None
+
+
+def connection_abandon_authorization(*, session, state: str) -> dict | None:
+    """Zoom sent the user back without a code (denied, or an error): forget the attempt."""
+    pending = session.get(SESSION_KEY, {})
+    entry = pending.pop(state, None) if state else None
+    session[SESSION_KEY] = pending
+    return entry
 
 
 def _pop_pending(session, state: str) -> dict:
@@ -79,19 +107,30 @@ def _pop_pending(session, state: str) -> dict:
         raise ConnectFlowError(
             "This sign-in link is unknown or was already used. Start the connection again from this site.",
             http_status=400,
+            reason="invalid_state",
         )
     if time.time() - entry["created_at"] > STATE_MAX_AGE.total_seconds():
-        raise ConnectFlowError("This sign-in attempt expired. Start the connection again.", http_status=400)
+        raise ConnectFlowError(
+            "This sign-in attempt expired. Start the connection again.", http_status=400, reason="expired"
+        )
     return entry
 
 
 def connection_complete_authorization(*, session, user, state: str, code: str) -> ZoomConnection:
     entry = _pop_pending(session, state)
+    if entry.get("user_id"):
+        user = get_user_model().objects.filter(pk=entry["user_id"]).first()
+        if user is None:
+            raise ConnectFlowError("This connect link's user no longer exists.", http_status=400, reason="no_user")
     if not code:
-        raise ConnectFlowError("Zoom sent no authorization code. Start the connection again.", http_status=400)
+        raise ConnectFlowError(
+            "Zoom sent no authorization code. Start the connection again.", http_status=400, reason="no_code"
+        )
     app = ZoomApp.objects.filter(pk=entry["app_id"]).first()
     if app is None:
-        raise ConnectFlowError("This Zoom app no longer exists. Ask an administrator.", http_status=400)
+        raise ConnectFlowError(
+            "This Zoom app no longer exists. Ask an administrator.", http_status=400, reason="no_app"
+        )
 
     if app.credential_mode == ZoomApp.CredentialMode.RECALL_MANAGED:
         # The code goes to the keeper of the tokens (Recall), which exchanges it itself.
@@ -118,17 +157,21 @@ def connection_complete_authorization(*, session, user, state: str, code: str) -
         raise ConnectFlowError(
             "Zoom did not accept the authorization (it expired or was already used). Connect again.",
             http_status=400,
+            reason="invalid_grant",
         ) from None
     except zoom.ZoomRetryableError as exc:
         logger.warning("zoom connect failed: %s", exc, extra={"app": app.pk})
         raise ConnectFlowError(
-            "Zoom is not answering right now. Wait a minute and connect again.", http_status=503
+            "Zoom is not answering right now. Wait a minute and connect again.",
+            http_status=503,
+            reason="zoom_unavailable",
         ) from None
     except zoom.ZoomPermanentError as exc:
         logger.warning("zoom connect refused: %s", exc, extra={"app": app.pk})
         raise ConnectFlowError(
             "Zoom refused the connection. Check the app's credentials and scopes, then connect again.",
             http_status=502,
+            reason="zoom_refused",
         ) from None
 
     connection = connection_save_grant(user=user, app=app, me=me, tokens=tokens)

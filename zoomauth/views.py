@@ -1,16 +1,21 @@
 import logging
 import uuid
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .models import ZoomApp, ZoomConnection
+from .models import ConnectSession, ZoomApp, ZoomConnection
 from .services import (
     ConnectFlowError,
+    connection_abandon_authorization,
     connection_complete_authorization,
     connection_disconnect,
+    connection_pending,
     connection_start_authorization,
 )
 
@@ -42,28 +47,62 @@ def connect(request):
     return redirect(connection_start_authorization(session=request.session, app=app))
 
 
-@login_required
+@require_GET
+def connect_session(request, token: str):
+    """A connect link made by the customer's backend: no sign-in, straight to Zoom's consent."""
+    session = ConnectSession.objects.select_related("app").for_token(token[:100]).first()
+    if session is None:
+        return _failure_page(request, "This connect link is not valid. Ask for a new one.", 404)
+    if session.used_at is not None:
+        return _failure_page(request, "This connect link was already used. Ask for a new one.", 410)
+    if session.expires_at < timezone.now():
+        return _failure_page(request, "This connect link has expired. Ask for a new one.", 410)
+    if not session.claim():
+        return _failure_page(request, "This connect link was already used. Ask for a new one.", 410)
+    return redirect(
+        connection_start_authorization(
+            session=request.session, app=session.app, for_user_id=session.user_id, return_url=session.return_url
+        )
+    )
+
+
+def _back_to(return_url: str, **query: str):
+    separator = "&" if "?" in return_url else "?"
+    return redirect(return_url + separator + urlencode(query))
+
+
 @require_GET
 def oauth_redirect(request):
+    """Zoom's redirect after consent. A signed-in user finishes their own connect; an attempt
+    started from a connect session finishes for that session's user and goes to its return_url."""
+    state = request.GET.get("state", "")
+    pending = connection_pending(session=request.session, state=state) or {}
+    return_url = pending.get("return_url") or ""
+    if not pending.get("user_id") and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     error = request.GET.get("error")
     if error:
+        connection_abandon_authorization(session=request.session, state=state)
         denied = error == "access_denied"
+        logger.info("zoom connect declined", extra={"zoom_error": error[:50]})
+        if return_url:
+            return _back_to(return_url, status="error", reason="access_denied" if denied else "zoom_error")
         message = (
             "You did not allow access in Zoom, so nothing was connected."
             if denied
             else "Zoom reported a problem with the authorization. Try again."
         )
-        logger.info("zoom connect declined", extra={"zoom_error": error[:50]})
         return _failure_page(request, message, 400 if denied else 502)
     try:
         connection = connection_complete_authorization(
-            session=request.session,
-            user=request.user,
-            state=request.GET.get("state", ""),
-            code=request.GET.get("code", ""),
+            session=request.session, user=request.user, state=state, code=request.GET.get("code", "")
         )
     except ConnectFlowError as exc:
+        if return_url:
+            return _back_to(return_url, status="error", reason=exc.reason)
         return _failure_page(request, str(exc), exc.http_status)
+    if return_url:
+        return _back_to(return_url, status="connected", connection=str(connection.public_id))
     return render(request, "zoomauth/connect_result.html", {"connection": connection})
 
 

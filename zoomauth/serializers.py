@@ -1,0 +1,101 @@
+from urllib.parse import urlparse
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .models import ZoomApp, ZoomConnection
+
+
+class CallbackUrlsSerializer(serializers.Serializer):
+    access_token = serializers.URLField(help_text="Recall's access_token_callback_url (customer-managed OAuth).")
+    zak = serializers.URLField(help_text="zoom.zak_url for a bot.")
+    obf = serializers.URLField(help_text="zoom.obf_token_url: append the meeting number, `&meeting_id=<number>`.")
+    join_token = serializers.URLField(
+        help_text="zoom.join_token_url: append `&meeting_id=<number>` (and `&bypass_waiting_room=true` if wanted)."
+    )
+
+
+class ConnectionSerializer(serializers.ModelSerializer):
+    """A Zoom connection as the customer's backend sees it. callback_urls carry the connection's
+    secret: they are null once the connection is not active."""
+
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    external_user_id = serializers.CharField(source="user.external_user_id", read_only=True, allow_null=True)
+    zoom_email = serializers.EmailField(source="email", read_only=True)
+    app = serializers.UUIDField(source="app.public_id", read_only=True, help_text="The Zoom app's id.")
+    status_reason = serializers.CharField(source="last_error", read_only=True)
+    callback_urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ZoomConnection
+        fields = (
+            "id",
+            "external_user_id",
+            "status",
+            "zoom_user_id",
+            "zoom_email",
+            "app",
+            "created_at",
+            "status_reason",
+            "pmi",
+            "is_service_account",
+            "callback_urls",
+        )
+
+    @extend_schema_field(CallbackUrlsSerializer(allow_null=True))
+    def get_callback_urls(self, obj) -> dict | None:
+        if not obj.is_usable:
+            return None
+        return {
+            "access_token": obj.access_token_callback_url,
+            "zak": obj.zak_url,
+            "obf": obj.callback_url("obf"),
+            "join_token": obj.callback_url("join-token"),
+        }
+
+
+class ConnectSessionRequestSerializer(serializers.Serializer):
+    external_user_id = serializers.CharField(max_length=255, help_text="Your id for the end user.")
+    email = serializers.EmailField(required=False, allow_blank=True)
+    app = serializers.UUIDField(required=False, allow_null=True, help_text="The Zoom app's id; optional with one app.")
+    return_url = serializers.URLField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="Where the browser goes afterwards, with status=connected&connection=<id> or "
+        "status=error&reason=<code>. Its host must be in CONNECT_RETURN_URL_HOSTS.",
+    )
+
+    def validate_app(self, value):
+        apps = ZoomApp.objects.order_by("name")
+        if value is None:
+            if apps.count() != 1:
+                raise serializers.ValidationError("Name the Zoom app: the broker has more than one (or none).")
+            return apps.first()
+        app = apps.filter(public_id=value).first()
+        if app is None:
+            raise serializers.ValidationError("No Zoom app with this id.")
+        return app
+
+    def validate_return_url(self, value):
+        if not value:
+            return ""
+        parsed = urlparse(value)
+        allowed = {host.lower() for host in settings.CONNECT_RETURN_URL_HOSTS}
+        if parsed.scheme not in ("https", "http") or (parsed.hostname or "").lower() not in allowed:
+            raise serializers.ValidationError(
+                "This return_url's host is not allowed: add it to CONNECT_RETURN_URL_HOSTS."
+            )
+        return value
+
+    def validate(self, attrs):
+        if "app" not in attrs:
+            attrs["app"] = self.validate_app(None)
+        return attrs
+
+
+class ConnectSessionSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text="Send the end user here; single use, no sign-in.")
+    expires_at = serializers.DateTimeField()
+    external_user_id = serializers.CharField()
