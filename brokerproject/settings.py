@@ -256,6 +256,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.tasks.deliveries_sweep",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
     },
+    "send-due-events": {
+        "task": "webhooks.tasks.event_deliveries_due",
+        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
+    },
     "sync-recall-credentials": {
         "task": "recallbots.tasks.credentials_sync_statuses",
         "schedule": timedelta(minutes=15),
@@ -301,6 +305,8 @@ CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", d
 # Callback audit rows are written by a background thread in batches, this often (0: at once).
 CALLBACK_AUDIT_FLUSH_SECONDS = env.float("CALLBACK_AUDIT_FLUSH_SECONDS", default=0.1)
 WEBHOOK_FORWARD_PERIOD = timedelta(hours=env.int("WEBHOOK_FORWARD_PERIOD_HOURS", default=24))
+# Events to the customer's backend are retried with backoff for this long, then marked failed.
+EVENT_RETRY_PERIOD = timedelta(hours=env.int("EVENT_RETRY_PERIOD_HOURS", default=24))
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

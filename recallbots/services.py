@@ -9,6 +9,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from webhooks.events import event_emit
+from webhooks.models import Event
 from zoomauth.models import ZoomApp, ZoomConnection
 from zoomauth.services import (
     ConnectFlowError,
@@ -444,4 +446,19 @@ def bot_record_status(
             bot, [{"code": code[:50], "sub_code": (sub_code or "")[:100], "created_at": when.isoformat()}]
         )
         bot.save(update_fields=["status", "sub_code", "status_updated_at"])
+        event_emit(
+            type=Event.Type.BOT_STATUS_CHANGED,
+            data={
+                "bot": {
+                    "id": str(bot.public_id),
+                    "recall_id": bot.recall_id,
+                    "meeting_id": bot.meeting_id,
+                    "connection": str(bot.connection.public_id) if bot.connection_id else None,
+                    "status": bot.status,
+                    "sub_code": bot.sub_code,
+                },
+                "status": {"code": code[:50], "sub_code": sub_code or None, "occurred_at": when.isoformat()},
+            },
+            connection_id=bot.connection_id,
+        )
     return True

@@ -11,7 +11,7 @@ ALLOWED = {
     "brokerproject": set(),
     "zoomauth": {"brokerproject"},
     "accounts": {"brokerproject", "zoomauth"},
-    "recallbots": {"brokerproject", "accounts", "zoomauth"},
+    "recallbots": {"brokerproject", "accounts", "zoomauth", "webhooks"},
     "webhooks": {"brokerproject", "zoomauth"},
 }
 

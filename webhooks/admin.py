@@ -1,7 +1,15 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from .models import DeliveryAttempt, ExtraForwardTarget, WebhookRejection, ZoomWebhookDelivery
+from .events import event_delivery_replay
+from .models import (
+    DeliveryAttempt,
+    EventDelivery,
+    EventEndpoint,
+    ExtraForwardTarget,
+    WebhookRejection,
+    ZoomWebhookDelivery,
+)
 from .services import delivery_replay
 from .tasks import delivery_attempt, enqueue_safely
 
@@ -82,3 +90,67 @@ class WebhookRejectionAdmin(admin.ModelAdmin):
 @admin.register(ExtraForwardTarget)
 class ExtraForwardTargetAdmin(admin.ModelAdmin):
     list_display = ("app", "url", "enabled")
+
+
+@admin.register(EventEndpoint)
+class EventEndpointAdmin(admin.ModelAdmin):
+    """Where the broker sends its events. The signing secret is made here and shown once."""
+
+    list_display = ("url", "description", "enabled", "created_at")
+    fields = ("url", "description", "enabled", "created_at")
+    readonly_fields = ("created_at",)
+    actions = ("rotate_secret",)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.secret = EventEndpoint.new_secret()
+            messages.warning(request, f"Signing secret for {obj.url} (shown once, copy it now): {obj.secret}")
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Make a new signing secret (shown once; the old one stops at once)")
+    def rotate_secret(self, request, queryset):
+        for endpoint in queryset:
+            endpoint.secret = EventEndpoint.new_secret()
+            endpoint.save(update_fields=["secret"])
+            messages.warning(request, f"New signing secret for {endpoint.url} (shown once): {endpoint.secret}")
+
+
+@admin.register(EventDelivery)
+class EventDeliveryAdmin(admin.ModelAdmin):
+    """Every event sent to the customer's backend, its attempts and the last answer."""
+
+    list_display = ("created_at", "event_type", "endpoint", "status", "attempts", "last_status_code", "delivered_at")
+    list_filter = ("status", "event__type", "endpoint")
+    list_select_related = ("event", "endpoint")
+    fields = (
+        "event",
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_attempt_at",
+        "last_status_code",
+        "last_error",
+        "delivered_at",
+        "event_data",
+    )
+    readonly_fields = fields
+    actions = ("replay",)
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="type")
+    def event_type(self, obj):
+        return obj.event.type
+
+    @admin.display(description="data")
+    def event_data(self, obj):
+        return obj.event.data
+
+    @admin.action(description="Send again")
+    def replay(self, request, queryset):
+        for delivery in queryset:
+            event_delivery_replay(delivery=delivery)
+        messages.success(request, f"Queued {queryset.count()} delivery(ies) again.")

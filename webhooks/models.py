@@ -1,11 +1,15 @@
+import base64
 import hashlib
 import random
+import secrets
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from brokerproject.crypto import StrictEncryptedTextField
 from zoomauth.models import ZoomApp, ZoomConnection
 
 
@@ -121,3 +125,100 @@ class ExtraForwardTarget(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+# --- events to the customer's backend --------------------------------------------------------
+
+
+class EventEndpoint(models.Model):
+    """A URL of the customer's backend that receives the broker's events, signed with its secret."""
+
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    secret = StrictEncryptedTextField(editable=False, help_text="whsec_… made by the broker, shown once.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "event endpoint"
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+    @staticmethod
+    def new_secret() -> str:
+        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class Event(models.Model):
+    class Type(models.TextChoices):
+        CONNECTION_CONNECTED = "connection.connected"
+        CONNECTION_NEEDS_RECONNECT = "connection.needs_reconnect"
+        CONNECTION_REVOKED = "connection.revoked"
+        BOT_STATUS_CHANGED = "bot.status_changed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    type = models.CharField(max_length=50, choices=Type.choices)
+    connection = models.ForeignKey(
+        ZoomConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    data = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.type} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def message_id(self) -> str:
+        return f"msg_{self.public_id.hex}"
+
+
+class EventDelivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(EventEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "event delivery"
+        verbose_name_plural = "event deliveries"
+        ordering = ("-created_at",)
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="one_delivery_per_event_endpoint")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="event_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.endpoint}"
+
+    def _same_line(self):
+        """Deliveries to the same endpoint about the same connection (events without one: none)."""
+        if self.event.connection_id is None:
+            return EventDelivery.objects.none()
+        return EventDelivery.objects.filter(endpoint_id=self.endpoint_id, event__connection_id=self.event.connection_id)
+
+    def earlier_pending(self):
+        return self._same_line().filter(status=self.Status.PENDING, event__created_at__lt=self.event.created_at)
+
+    def next_in_line(self) -> int | None:
+        following = (
+            self._same_line()
+            .filter(status=self.Status.PENDING, event__created_at__gte=self.event.created_at)
+            .exclude(pk=self.pk)
+            .order_by("event__created_at", "pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        return following

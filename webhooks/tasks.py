@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from . import services
+from . import events, services
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +37,20 @@ def deliveries_sweep() -> int:
     for delivery_id in unhandled:
         enqueue_safely(event_handle_locally, delivery_id)
     return len(due) + len(unhandled)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def event_delivery_attempt(delivery_id: int) -> None:
+    delay, following = events.event_delivery_attempt(delivery_id=delivery_id)
+    if delay is not None:
+        enqueue_safely(event_delivery_attempt, delivery_id, countdown=delay)
+    if following is not None:
+        enqueue_safely(event_delivery_attempt, following)
+
+
+@shared_task(ignore_result=True)
+def event_deliveries_due() -> int:
+    due = events.event_deliveries_due()
+    for delivery_id in due:
+        enqueue_safely(event_delivery_attempt, delivery_id)
+    return len(due)

@@ -140,9 +140,11 @@ def connection_complete_authorization(*, session, user, state: str, code: str) -
             raise ConnectFlowError(
                 "Recall-managed connections are not available here. Ask an administrator.", http_status=503
             ) from None
-        return source.complete_authorization(
+        connection = source.complete_authorization(
             user=user, app=app, code=code, redirect_uri=app.redirect_uri, code_verifier=entry["verifier"]
         )
+        _after_connect(connection)
+        return connection
 
     try:
         tokens = zoom.exchange_code(
@@ -283,6 +285,7 @@ def _recover_from_invalid_grant(*, connection_id: int, sent_generation: int, min
     )
     if marked:
         logger.warning("zoom grant is dead; connection needs reconnect", extra={"connection": connection.public_id})
+        token_sources.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
     raise ConnectionUnusable("The Zoom connection must be reconnected.", status=ZoomConnection.Status.NEEDS_RECONNECT)
 
 

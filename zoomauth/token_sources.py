@@ -16,6 +16,8 @@ from django.dispatch import Signal
 connection_connected = Signal()  # kwargs: connection_id
 # Sent after a connection was disconnected and its tokens wiped.
 connection_disconnected = Signal()  # kwargs: connection_id
+# Sent once when Zoom refused a connection's refresh token: its user must connect again.
+connection_needs_reconnect = Signal()  # kwargs: connection_id
 # Sent after a connection's callback secret was rotated (its callback URLs changed).
 callback_secret_rotated = Signal()  # kwargs: connection_id
 

@@ -1,0 +1,141 @@
+"""Events to the customer's backend: what happened to its connections and bots, signed the
+Standard Webhooks way and delivered durably.
+
+- `event_emit` stores the event and one delivery per enabled endpoint in the caller's
+  transaction, and enqueues the sends after commit: nothing is sent for a change that rolled back,
+  and nothing is lost when the receiver, the broker or the queue is down (the beat sweeper
+  re-enqueues what is due).
+- Delivery is in order per connection and endpoint: a delivery waits while an earlier one for the
+  same connection is still pending, and each success enqueues the next.
+- Retries back off from 10 s to 1 h for EVENT_RETRY_PERIOD (24 h) after the event, then fail;
+  staff see every attempt and can replay from the admin.
+- Headers: webhook-id (the event's id, the same on every retry, for the receiver's dedup),
+  webhook-timestamp and webhook-signature (v1, HMAC-SHA256 of "id.timestamp.body" with the
+  endpoint's whsec_ secret): any Standard Webhooks library verifies them.
+"""
+
+import json
+import logging
+import random
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from brokerproject import http, signing
+
+from .models import Event, EventDelivery, EventEndpoint
+
+logger = logging.getLogger(__name__)
+
+SESSION = http.session(pool_maxsize=16)
+SEND_TIMEOUT = 10.0
+
+
+def event_emit(*, type: str, data: dict, connection_id: int | None = None) -> Event | None:
+    """Record an event for every enabled endpoint; sends start once the caller's transaction commits."""
+    endpoints = list(EventEndpoint.objects.filter(enabled=True).values_list("pk", flat=True))
+    if not endpoints:
+        return None
+    with transaction.atomic():
+        event = Event.objects.create(type=type, data=data, connection_id=connection_id)
+        deliveries = EventDelivery.objects.bulk_create(
+            EventDelivery(event=event, endpoint_id=endpoint_id) for endpoint_id in endpoints
+        )
+    ids = [delivery.pk for delivery in deliveries]
+    transaction.on_commit(lambda: _enqueue(ids))
+    return event
+
+
+def _enqueue(delivery_ids: list[int]) -> None:
+    from .tasks import enqueue_safely, event_delivery_attempt
+
+    for delivery_id in delivery_ids:
+        if not enqueue_safely(event_delivery_attempt, delivery_id):
+            return  # the broker is away: the sweeper sends them later
+
+
+def event_body(event: Event) -> bytes:
+    return json.dumps(
+        {"type": event.type, "timestamp": event.created_at, "data": event.data},
+        cls=DjangoJSONEncoder,
+        separators=(",", ":"),
+    ).encode()
+
+
+def _backoff(attempts: int) -> float:
+    return min(3600.0, 10.0 * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+
+
+def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | None]:
+    """One send. Returns (delay before the next try or None, the next delivery to send or None)."""
+    with transaction.atomic():
+        delivery = (
+            EventDelivery.objects.select_for_update()
+            .select_related("event", "endpoint")
+            .filter(pk=delivery_id, status=EventDelivery.Status.PENDING)
+            .first()
+        )
+        if delivery is None:
+            return None, None
+        if delivery.earlier_pending().exists():
+            return None, None  # in order per connection: the earlier one enqueues this one
+        event, endpoint = delivery.event, delivery.endpoint
+        body = event_body(event)
+        now = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": event.message_id,
+            "webhook-timestamp": str(now),
+            "webhook-signature": signing.sign(
+                secret=endpoint.secret, msg_id=event.message_id, timestamp=now, body=body
+            ),
+        }
+        delivery.attempts += 1
+        delivery.last_attempt_at = timezone.now()
+        try:
+            response = SESSION.post(endpoint.url, data=body, headers=headers, timeout=SEND_TIMEOUT)
+            delivery.last_status_code = response.status_code
+            delivery.last_error = "" if response.ok else f"HTTP {response.status_code}"
+            succeeded = response.ok
+        except Exception as exc:  # noqa: BLE001 - any transport failure is a retry
+            delivery.last_status_code = None
+            delivery.last_error = f"{type(exc).__name__}"[:300]
+            succeeded = False
+        delay = None
+        if succeeded:
+            delivery.status = EventDelivery.Status.DELIVERED
+            delivery.delivered_at = timezone.now()
+        elif timezone.now() - event.created_at > settings.EVENT_RETRY_PERIOD:
+            delivery.status = EventDelivery.Status.FAILED
+        else:
+            delay = _backoff(delivery.attempts)
+            delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+        delivery.save()
+    following = None
+    if delivery.status != EventDelivery.Status.PENDING:
+        following = delivery.next_in_line()
+    logger.info(
+        "event delivery",
+        extra={"event_type": event.type, "status": delivery.status, "attempts": delivery.attempts},
+    )
+    return delay, following
+
+
+def event_deliveries_due(*, grace_seconds: int = 30) -> list[int]:
+    """Pending deliveries whose time has come and that are first in line for their connection."""
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    due = EventDelivery.objects.filter(
+        status=EventDelivery.Status.PENDING, next_attempt_at__lte=timezone.now(), created_at__lt=cutoff
+    ).select_related("event")
+    return [delivery.pk for delivery in due.order_by("event__created_at", "pk")[:500]]
+
+
+def event_delivery_replay(*, delivery: EventDelivery) -> None:
+    EventDelivery.objects.filter(pk=delivery.pk).update(
+        status=EventDelivery.Status.PENDING, next_attempt_at=timezone.now()
+    )
+    transaction.on_commit(lambda: _enqueue([delivery.pk]))
