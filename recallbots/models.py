@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from brokerproject.crypto import StrictEncryptedTextField
 from zoomauth.models import ZoomApp, ZoomConnection
 
 
@@ -94,7 +95,12 @@ class Bot(models.Model):
     sub_code = models.CharField(max_length=100, blank=True)
     status_updated_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+    # Recall throttled the launch: the create-bot body waits here (encrypted: its token URLs
+    # carry the connection's secret) until a worker creates the bot.
+    queued_payload = StrictEncryptedTextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    QUEUED = "queued"
 
     class Meta:
         ordering = ("-created_at",)

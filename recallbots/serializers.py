@@ -41,6 +41,11 @@ class BotSerializer(serializers.ModelSerializer):
 class LaunchBotSerializer(serializers.Serializer):
     meeting_url = serializers.CharField(max_length=2000, validators=[validate_zoom_meeting_url])
     connection = serializers.UUIDField(required=False, allow_null=True, help_text="The Zoom connection (id) to use.")
+    external_user_id = serializers.CharField(
+        max_length=255,
+        required=False,
+        help_text="Instead of `connection`: your id for the end user; their active connection is used.",
+    )
     token_kinds = serializers.ListField(
         child=serializers.ChoiceField(choices=Bot.TokenKind.values), allow_empty=True, default=list
     )
@@ -50,10 +55,33 @@ class LaunchBotSerializer(serializers.Serializer):
     join_at = serializers.DateTimeField(required=False, allow_null=True)
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), required=False, default=dict)
 
+    def _visible(self):
+        user = self.context["request"].user
+        connections = ZoomConnection.objects.select_related("app")
+        return connections if user.is_staff else connections.filter(user=user)
+
     def validate_connection(self, value):
         if value is None:
             return None
-        connection = ZoomConnection.objects.filter(public_id=value, user=self.context["request"].user).first()
+        connection = self._visible().filter(public_id=value).first()
         if connection is None:
             raise serializers.ValidationError("No Zoom connection with this id belongs to you.")
         return connection
+
+    def validate(self, attrs):
+        external_user_id = attrs.pop("external_user_id", None)
+        if external_user_id is not None:
+            if attrs.get("connection"):
+                raise serializers.ValidationError({"external_user_id": "Give either connection or external_user_id."})
+            connection = (
+                self._visible()
+                .filter(user__external_user_id=external_user_id, status=ZoomConnection.Status.ACTIVE)
+                .order_by("-created_at")
+                .first()
+            )
+            if connection is None:
+                raise serializers.ValidationError(
+                    {"external_user_id": "This user has no active Zoom connection: send them a connect link."}
+                )
+            attrs["connection"] = connection
+        return attrs

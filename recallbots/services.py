@@ -1,3 +1,4 @@
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -27,6 +28,8 @@ from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
 
 logger = logging.getLogger(__name__)
 
+# An API request waits on a throttled Recall at most this long before the launch is queued.
+API_RECALL_MAX_WAIT = 3.0
 # OBF bots can only join once their user is in the meeting: let them wait in the lobby.
 OBF_WAITING_ROOM_TIMEOUT = 1200
 
@@ -362,7 +365,10 @@ def bot_recall_payload(*, request: LaunchRequest, link, meeting_id: str) -> dict
     return payload
 
 
-def bot_launch(*, request: LaunchRequest) -> Bot:
+def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) -> Bot:
+    """Create the bot at Recall. With `queue_when_throttled` (the API), a Recall 429/507/5xx that
+    outlasts a few seconds does not hold the request: the bot is stored as `queued` and a
+    worker creates it at Recall (bot_create_at_recall), honouring Retry-After."""
     try:
         link = parse_zoom_url(request.meeting_url)
     except MeetingUrlError as exc:
@@ -385,8 +391,23 @@ def bot_launch(*, request: LaunchRequest) -> Bot:
         metadata=bot_metadata,
     )
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
+    client = recall.RecallClient(max_wait=API_RECALL_MAX_WAIT) if queue_when_throttled else recall_client()
     try:
-        body = recall_client().create_bot(payload)
+        body = client.create_bot(payload)
+    except recall.RecallRetryableError as exc:
+        if not queue_when_throttled:
+            bot.status = "launch_failed"
+            bot.last_error = str(exc)[:500]
+            bot.save(update_fields=["status", "last_error"])
+            raise LaunchError(f"Recall did not create the bot: {exc}") from None
+        bot.status = Bot.QUEUED
+        bot.last_error = str(exc)[:500]
+        bot.queued_payload = json.dumps(payload)
+        bot.save(update_fields=["status", "last_error", "queued_payload"])
+        countdown = exc.retry_after or 5
+        transaction.on_commit(lambda: tasks.bot_create_at_recall.apply_async((bot.pk,), countdown=countdown))
+        logger.info("bot launch queued: Recall is throttling", extra={"bot": bot.public_id})
+        return bot
     except recall.RecallError as exc:
         bot.status = "launch_failed"
         bot.last_error = str(exc)[:500]
@@ -397,6 +418,31 @@ def bot_launch(*, request: LaunchRequest) -> Bot:
     bot.save()
     logger.info("bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
     return bot
+
+
+def bot_create_at_recall(*, bot_id: int) -> None:
+    """A queued launch: create the bot at Recall now. Retryable errors propagate to the task."""
+    with transaction.atomic():
+        bot = Bot.objects.select_for_update().filter(pk=bot_id, status=Bot.QUEUED).first()
+        if bot is None:
+            return
+        try:
+            body = recall_client().create_bot(json.loads(bot.queued_payload))
+        except recall.RecallRetryableError:
+            raise
+        except recall.RecallError as exc:
+            bot.status = "launch_failed"
+            bot.last_error = str(exc)[:500]
+            bot.queued_payload = ""
+            bot.save(update_fields=["status", "last_error", "queued_payload"])
+            return
+        bot.recall_id = body["id"]
+        bot.queued_payload = ""
+        bot.last_error = ""
+        bot.status = "created"
+        _apply_status_changes(bot, body.get("status_changes") or [])
+        bot.save()
+    logger.info("queued bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
 
 
 def _parse_time(value) -> datetime | None:

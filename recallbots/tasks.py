@@ -32,3 +32,11 @@ def credentials_sync_statuses() -> int:
         except recall.RecallError as exc:
             logger.info("credential status sync failed: %s", exc, extra={"recall_app": recall_app.recall_id})
     return count
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=20, acks_late=True)
+def bot_create_at_recall(self, bot_id: int) -> None:
+    try:
+        services.bot_create_at_recall(bot_id=bot_id)
+    except recall.RecallRetryableError as exc:
+        raise self.retry(countdown=exc.retry_after or min(300, 5 * 2**self.request.retries)) from None

@@ -1,13 +1,15 @@
+import hashlib
 import logging
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.generics import RetrieveAPIView
@@ -24,6 +26,9 @@ from .serializers import BotSerializer, LaunchBotSerializer
 from .services import LaunchError, LaunchRequest, bot_launch, bot_record_status
 
 logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_SECONDS = 24 * 3600
+IN_PROGRESS = "in-progress"
 
 
 @login_required
@@ -63,16 +68,59 @@ class BotListCreateView(_CustomerApi, APIView):
         )
         return Response(BotSerializer(bots, many=True).data)
 
-    @extend_schema(request=LaunchBotSerializer, responses={201: BotSerializer})
+    @extend_schema(
+        request=LaunchBotSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="The same key within 24 h returns the first answer instead of launching again.",
+            )
+        ],
+        responses={
+            201: BotSerializer,
+            202: OpenApiResponse(BotSerializer, description="Recall is throttling: queued (status `queued`)."),
+        },
+    )
     def post(self, request):
+        key = request.headers.get("Idempotency-Key", "")
+        if not key:
+            return self._launch(request)
+        if len(key) > 255:
+            return Response({"detail": "Idempotency-Key is at most 255 characters."}, status=400)
+        cache_key = "idempotency:bots:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
+        stored = cache.get(cache_key)
+        if stored is None and cache.add(cache_key, IN_PROGRESS, timeout=120):
+            try:
+                response = self._launch(request)
+            except BaseException:
+                cache.delete(cache_key)
+                raise
+            if response.status_code in (201, 202, 422):  # a launch was attempted: its answer stands
+                cache.set(cache_key, {"status": response.status_code, "body": response.data}, IDEMPOTENCY_SECONDS)
+            else:
+                cache.delete(cache_key)  # bad input: nothing happened, the key may be used again
+            return response
+        stored = cache.get(cache_key)
+        if stored is None or stored == IN_PROGRESS:
+            return Response({"detail": "A request with this Idempotency-Key is in progress."}, status=409)
+        replay = Response(stored["body"], status=stored["status"])
+        replay["Idempotent-Replayed"] = "true"
+        return replay
+
+    def _launch(self, request):
         serializer = LaunchBotSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            bot = bot_launch(request=LaunchRequest.from_cleaned(user=request.user, data=data))
+            bot = bot_launch(
+                request=LaunchRequest.from_cleaned(user=request.user, data=data), queue_when_throttled=True
+            )
         except LaunchError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        return Response(BotSerializer(bot).data, status=status.HTTP_201_CREATED)
+        code = status.HTTP_202_ACCEPTED if bot.status == Bot.QUEUED else status.HTTP_201_CREATED
+        return Response(BotSerializer(bot).data, status=code)
 
 
 class BotDetailView(_CustomerApi, RetrieveAPIView):

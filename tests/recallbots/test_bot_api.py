@@ -1,0 +1,81 @@
+"""POST /api/bots/ for the customer's backend: external user ids, Idempotency-Key, and a Recall
+that throttles without holding the request."""
+
+import pytest
+from django.db import connection as db_connection
+
+from accounts.models import ApiToken
+from recallbots.models import Bot
+from recallbots.services import bot_create_at_recall
+
+MEETING_URL = "https://zoom.us/j/85012345678"
+
+
+@pytest.fixture
+def backend(staff):
+    _, raw = ApiToken.issue(user=staff, name="customer backend")
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+
+@pytest.fixture
+def end_user_connection(connection):
+    connection.user.external_user_id = "cust-7"
+    connection.user.save(update_fields=["external_user_id"])
+    return connection
+
+
+def launch(api_client, backend, **extra):
+    body = {"meeting_url": MEETING_URL, "external_user_id": "cust-7", "token_kinds": ["obf"]}
+    return api_client.post("/api/bots/", body, format="json", **backend, **extra)
+
+
+def test_a_bot_for_an_external_user_uses_their_connection(api_client, backend, end_user_connection, fake_recall):
+    response = launch(api_client, backend)
+    assert response.status_code == 201, response.content
+    bot = Bot.objects.get(public_id=response.json()["id"])
+    assert bot.connection == end_user_connection
+    assert fake_recall.bots[bot.recall_id]["_zoom"]["obf_token_url"].startswith(end_user_connection.callback_url("obf"))
+
+
+def test_an_external_user_without_a_connection_is_a_400(api_client, backend, end_user_connection, fake_recall):
+    body = {"meeting_url": MEETING_URL, "external_user_id": "nobody", "token_kinds": ["obf"]}
+    response = api_client.post("/api/bots/", body, format="json", **backend)
+    assert response.status_code == 400
+    assert "connect link" in response.json()["external_user_id"][0]
+    assert not Bot.objects.exists()
+
+
+def test_the_same_idempotency_key_returns_the_first_answer_and_never_a_second_bot(
+    api_client, backend, end_user_connection, fake_recall
+):
+    first = launch(api_client, backend, HTTP_IDEMPOTENCY_KEY="order-1")
+    again = launch(api_client, backend, HTTP_IDEMPOTENCY_KEY="order-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
+    assert Bot.objects.count() == 1 and len(fake_recall.bots) == 1
+    other = launch(api_client, backend, HTTP_IDEMPOTENCY_KEY="order-2")
+    assert other.json()["id"] != first.json()["id"]
+
+
+def test_bad_input_does_not_use_up_the_idempotency_key(api_client, backend, end_user_connection, fake_recall):
+    bad = api_client.post(
+        "/api/bots/", {"meeting_url": "not a link"}, format="json", HTTP_IDEMPOTENCY_KEY="k", **backend
+    )
+    assert bad.status_code == 400
+    assert launch(api_client, backend, HTTP_IDEMPOTENCY_KEY="k").status_code == 201
+
+
+def test_a_throttled_launch_is_queued_then_created_by_a_worker(api_client, backend, end_user_connection, fake_recall):
+    fake_recall.configure(fail_next=[429, 429, 429], retry_after="30")
+    response = launch(api_client, backend)
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "queued"
+    bot = Bot.objects.get()
+    assert bot.recall_id is None and bot.queued_payload  # kept, encrypted, for the worker
+    with db_connection.cursor() as cursor:  # what is stored is ciphertext: the URLs carry the secret
+        cursor.execute("SELECT queued_payload FROM recallbots_bot")
+        assert end_user_connection.callback_secret not in cursor.fetchone()[0]
+    fake_recall.configure(fail_next=[])
+    bot_create_at_recall(bot_id=bot.pk)  # what the queued task runs
+    bot.refresh_from_db()
+    assert bot.recall_id in fake_recall.bots and bot.status != "queued" and bot.queued_payload == ""
