@@ -11,7 +11,7 @@ from .models import EncryptionCanary
 
 logger = logging.getLogger(__name__)
 
-EXEMPT_PATHS = ("/healthz", "/readyz")
+EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
 MESSAGE = (
     "The broker cannot decrypt its data: FIELD_ENCRYPTION_KEY does not match the key the data was "
     "encrypted with. Set the right key (or add the old one after the new one) and restart."

@@ -289,6 +289,8 @@ RECALL_VERIFICATION_SECRET = env.str("RECALL_VERIFICATION_SECRET", default="")
 # When a verification secret is set: still accept unsigned token GETs that carry a good secret.
 RECALL_ACCEPT_UNSIGNED_CALLBACKS = env.bool("RECALL_ACCEPT_UNSIGNED_CALLBACKS", default=True)
 
+# Bearer token for GET /metrics (Prometheus); unset: /metrics answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Hosts a connect session's return_url may point at (the customer's app), comma-separated.
 CONNECT_RETURN_URL_HOSTS = env.list("CONNECT_RETURN_URL_HOSTS", default=[])
 

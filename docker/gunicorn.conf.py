@@ -1,5 +1,24 @@
 # gunicorn settings. Its access log goes through the same secret-masking filter as Django's.
 import os
+import shutil
+import tempfile
+
+# Prometheus counters are summed over the workers through files in this folder (prometheus-client's
+# multiprocess mode); it is emptied when the server starts and a dead worker's files are marked.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "broker-metrics"))
+
+
+def on_starting(server):
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))

@@ -10,7 +10,7 @@ PACKAGES = ("brokerproject", "accounts", "zoomauth", "recallbots", "webhooks")
 ALLOWED = {
     "brokerproject": set(),
     "zoomauth": {"brokerproject"},
-    "accounts": {"brokerproject", "zoomauth"},
+    "accounts": {"brokerproject", "zoomauth", "webhooks"},
     "recallbots": {"brokerproject", "accounts", "zoomauth", "webhooks"},
     "webhooks": {"brokerproject", "zoomauth"},
 }

@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from brokerproject import signing
+from brokerproject import metrics, signing
 from brokerproject.throttling import Window, client_address, counts
 
 from . import audit
@@ -183,7 +183,10 @@ class TokenCallbackView(APIView):
             outcome = "internal error"
         response["Cache-Control"] = "no-store"
         if kind in CallbackLog.Kind.values:
-            latency_ms = int((time.monotonic() - started) * 1000)
+            elapsed = time.monotonic() - started
+            metrics.CALLBACKS.labels(kind, str(response.status_code)).inc()
+            metrics.CALLBACK_SECONDS.labels(kind).observe(elapsed)
+            latency_ms = int(elapsed * 1000)
             address = _as_ip(client_address(request))
             audit = lambda: self._audit(kind, response.status_code, outcome, latency_ms, address)  # noqa: E731
             if isinstance(response, TokenResponse):

@@ -12,6 +12,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from brokerproject import metrics
+
 from . import singleflight, token_sources, zoom
 from .models import ZoomApp, ZoomConnection, ZoomMeeting
 
@@ -347,12 +349,15 @@ def connection_fresh_access_token(
             )
             connection.save()
     except zoom.ZoomInvalidGrantError:
+        metrics.REFRESHES.labels("invalid_grant").inc()
         return _recover_from_invalid_grant(
             connection_id=connection_id, sent_generation=sent_generation, min_validity=min_validity
         )
     except zoom.ZoomError as exc:
+        metrics.REFRESHES.labels("error").inc()
         _record_failure(connection_id, str(exc))
         raise
+    metrics.REFRESHES.labels("ok").inc()
     logger.info("zoom token refreshed", extra={"connection": connection.public_id})
     return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
 

@@ -6,13 +6,14 @@ Messages never carry token material.
 """
 
 import base64
+import re
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from django.conf import settings
 
-from brokerproject import http
+from brokerproject import http, metrics
 from brokerproject.http import parse_retry_after
 from brokerproject.logging import mask_secrets
 
@@ -86,10 +87,30 @@ def _basic_auth(client_id: str, client_secret: str) -> str:
 
 
 _NOT_FOUND_CODES = {3001, 1001}
+_MEETING_IN_PATH = re.compile(r"/meetings/[^/]+/")
 _GRANT_ERRORS = {"invalid_grant", "invalid_request"}
 
 
+def _endpoint(url: str, params: dict | None) -> str:
+    """A metrics label for a call: the path with ids templated, and the token type."""
+    path = _MEETING_IN_PATH.sub("/meetings/{id}/", urlsplit(url).path)
+    kind = (params or {}).get("type")
+    return f"{path}?type={kind}" if kind else path
+
+
 def _request(method: str, url: str, *, timeout: float | None, **kwargs) -> dict:
+    endpoint = _endpoint(url, kwargs.get("params"))
+    try:
+        body = _send(method, url, timeout=timeout, **kwargs)
+    except ZoomError as exc:
+        outcome = "timeout" if exc.status is None else ("429" if exc.status == 429 else f"{exc.status // 100}xx")
+        metrics.ZOOM_CALLS.labels(endpoint, outcome).inc()
+        raise
+    metrics.ZOOM_CALLS.labels(endpoint, "ok").inc()
+    return body
+
+
+def _send(method: str, url: str, *, timeout: float | None, **kwargs) -> dict:
     timeout = timeout if timeout is not None else settings.ZOOM_HTTP_TIMEOUT
     try:
         response = SESSION.request(method, url, timeout=timeout, **kwargs)

@@ -23,6 +23,9 @@ VENV_BIN = Path(sys.executable).parent
 E2E_REDIS = "redis://127.0.0.1:6379/7"
 
 
+METRICS_TOKEN = "e2e-metrics-token"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,6 +57,8 @@ class Broker:
             "BEAT_REFRESH_INTERVAL_SECONDS": "2",
             "BEAT_SWEEP_INTERVAL_SECONDS": "2",
             "LOG_LEVEL": "INFO",
+            "METRICS_TOKEN": METRICS_TOKEN,
+            "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
         }
         self.processes: dict[str, subprocess.Popen] = {}
 

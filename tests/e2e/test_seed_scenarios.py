@@ -209,3 +209,36 @@ def test_web_logs_mask_callback_secrets(e2e):
     assert "/recall/callbacks/zak/" in log
     assert connection.callback_secret not in log
     assert "auth_token=***" in log
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_every_callback_across_gunicorn_workers(e2e):
+    from .conftest import METRICS_TOKEN
+
+    broker, fake_zoom, fake_recall, app = e2e
+    connection = connected(broker, fake_zoom)
+    auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    assert requests.get(broker.url + "/metrics", timeout=10).status_code == 401
+    before = requests.get(broker.url + "/metrics", headers=auth, timeout=10).text
+    for _ in range(40):  # new connections each time: both workers answer some
+        response = requests.get(connection.access_token_callback_url, timeout=10, headers={"Connection": "close"})
+        assert response.status_code == 200
+    for _ in range(3):
+        requests.get(connection.zak_url.replace(connection.callback_secret, "wrong"), timeout=10)
+    after = requests.get(broker.url + "/metrics", headers=auth, timeout=10).text
+    ok = metric(after, "broker_token_callbacks_total", kind="access-token", status="200") - metric(
+        before, "broker_token_callbacks_total", kind="access-token", status="200"
+    )
+    refused = metric(after, "broker_token_callbacks_total", kind="zak", status="401") - metric(
+        before, "broker_token_callbacks_total", kind="zak", status="401"
+    )
+    assert (ok, refused) == (40.0, 3.0)
+    assert metric(after, "broker_connections", status="active") == 1.0
+    assert len(list((broker.log_dir / "metrics").glob("counter_*.db"))) >= 2  # both workers wrote counters
