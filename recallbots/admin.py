@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from zoomauth.models import ZoomApp, ZoomConnection
 
@@ -220,6 +220,7 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
             "status",
             "sub_code",
             "fatal_hint",
+            "token_fetches",
             "status_updated_at",
             "last_error",
             "created_at",
@@ -247,3 +248,24 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     @admin.display(description="what to fix")
     def fatal_hint(self, obj):
         return obj.fatal_hint or "—"
+
+    @admin.display(description="token fetches by Recall")
+    def token_fetches(self, obj):
+        rows = [
+            (
+                fetch.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                fetch.kind,
+                fetch.status_code,
+                fetch.latency_ms,
+                fetch.zoom_calls,
+                "" if fetch.status_code == 200 else fetch.outcome,
+            )
+            for fetch in obj.token_fetches()
+        ]
+        if not rows:
+            return "—"
+        return format_html(
+            "<table><tr><th>when</th><th>kind</th><th>status</th><th>ms</th><th>Zoom calls</th><th>reason</th></tr>"
+            "{}</table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )

@@ -1,10 +1,12 @@
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from brokerproject.crypto import StrictEncryptedTextField
-from zoomauth.models import ZoomApp, ZoomConnection
+from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
 
 
 class RecallOAuthApp(models.Model):
@@ -107,6 +109,36 @@ class Bot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bot_name} → {self.meeting_id or 'meeting'} ({self.status})"
+
+    FINAL_STATUSES = ("done", "fatal", "launch_failed", "call_ended", "analysis_done")
+    # Recall's token GETs carry no bot id: a fetch belongs to a bot when it is for the bot's
+    # connection, of a kind the bot was given, for its meeting, within its life (with this slack).
+    FETCH_SLACK = timedelta(seconds=5)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    def token_fetches(self):
+        """The token callbacks Recall made for this bot (never a token: the audit holds none)."""
+        kinds = [kind.replace("_", "-") for kind in self.token_kinds]
+        if self.connection_id is None or not kinds:
+            return CallbackLog.objects.none()
+        fetches = CallbackLog.objects.filter(
+            connection_id=self.connection_id, kind__in=kinds, created_at__gte=self.created_at - self.FETCH_SLACK
+        ).filter(Q(meeting_id=self.meeting_id) | Q(meeting_id=""))
+        if self.is_final and self.status_updated_at:
+            fetches = fetches.filter(created_at__lte=self.status_updated_at + self.FETCH_SLACK)
+        return fetches.order_by("created_at")[:100]
+
+    def timeline(self) -> list[dict]:
+        """Status changes and token fetches in one list by time, for the bot page and the admin."""
+        rows = [
+            {"at": change.occurred_at, "what": "status", "code": change.code, "sub_code": change.sub_code}
+            for change in self.status_changes.all()
+        ]
+        rows += [{"at": fetch.created_at, "what": "fetch", "fetch": fetch} for fetch in self.token_fetches()]
+        return sorted(rows, key=lambda row: row["at"])
 
     @property
     def fatal_hint(self) -> str:

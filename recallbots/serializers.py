@@ -1,6 +1,7 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from zoomauth.models import ZoomConnection
+from zoomauth.models import CallbackLog, ZoomConnection
 
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange
@@ -12,11 +13,27 @@ class BotStatusChangeSerializer(serializers.ModelSerializer):
         fields = ("code", "sub_code", "occurred_at")
 
 
+class TokenFetchSerializer(serializers.ModelSerializer):
+    """One token GET Recall made for a bot: what, when, the answer, and why not (never the token)."""
+
+    at = serializers.DateTimeField(source="created_at")
+    status = serializers.IntegerField(source="status_code")
+    reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CallbackLog
+        fields = ("kind", "at", "status", "latency_ms", "zoom_calls", "meeting_id", "reason")
+
+    def get_reason(self, obj) -> str:
+        return "" if obj.status_code == 200 else obj.outcome
+
+
 class BotSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     connection = serializers.UUIDField(source="connection.public_id", read_only=True, allow_null=True)
     status_changes = BotStatusChangeSerializer(many=True, read_only=True)
     fatal_hint = serializers.CharField(read_only=True)
+    token_fetches = serializers.SerializerMethodField()
 
     class Meta:
         model = Bot
@@ -34,8 +51,13 @@ class BotSerializer(serializers.ModelSerializer):
             "fatal_hint",
             "status_updated_at",
             "status_changes",
+            "token_fetches",
             "created_at",
         )
+
+    @extend_schema_field(TokenFetchSerializer(many=True))
+    def get_token_fetches(self, obj) -> list[dict]:
+        return TokenFetchSerializer(obj.token_fetches(), many=True).data
 
 
 class LaunchBotSerializer(serializers.Serializer):

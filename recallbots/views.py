@@ -50,7 +50,7 @@ def launch(request):
 @login_required
 def bot_detail(request, public_id):
     bot = get_object_or_404(Bot.objects.prefetch_related("status_changes"), public_id=public_id, user=request.user)
-    return render(request, "recallbots/bot.html", {"bot": bot})
+    return render(request, "recallbots/bot.html", {"bot": bot, "timeline": bot.timeline()})
 
 
 class _CustomerApi:

@@ -79,3 +79,35 @@ def test_a_throttled_launch_is_queued_then_created_by_a_worker(api_client, backe
     bot_create_at_recall(bot_id=bot.pk)  # what the queued task runs
     bot.refresh_from_db()
     assert bot.recall_id in fake_recall.bots and bot.status != "queued" and bot.queued_payload == ""
+
+
+def test_a_failed_bot_explains_itself_with_its_token_fetches(api_client, client, staff, connection, fake_zoom):
+    from recallbots.services import bot_record_status
+
+    fake_zoom.add_meeting(id="86000000001", host_id="zu_bob")
+    bot = Bot.objects.create(
+        user=staff,
+        connection=connection,
+        meeting_url="https://zoom.us/j/86000000001",
+        meeting_id="86000000001",
+        token_kinds=["join_token"],
+        recall_id="rb_explain",
+    )
+    client.logout()
+    url = connection.callback_url("join-token", meeting_id="86000000001").replace("https://broker.example.test", "")
+    assert client.get(url).status_code == 409  # what Recall's bot got: alice is not the host
+    bot_record_status(
+        recall_bot_id="rb_explain", code="fatal", sub_code="zoom_invalid_join_token", occurred_at=None, webhook_id="w"
+    )
+    _, raw = ApiToken.issue(user=staff, name="backend")
+    body = api_client.get(f"/api/bots/{bot.public_id}/", HTTP_AUTHORIZATION=f"Bearer {raw}").json()
+    (fetch,) = body["token_fetches"]
+    assert (fetch["kind"], fetch["status"], fetch["zoom_calls"]) == ("join-token", 409, 1)
+    assert "host" in fetch["reason"] and connection.callback_secret not in str(body)
+    assert body["sub_code"] == "zoom_invalid_join_token" and body["fatal_hint"]
+    client.force_login(staff)
+    page = client.get(f"/bots/{bot.public_id}/").content.decode()
+    assert "join-token fetch → 409" in page and "zoom_invalid_join_token" in page
+    assert 'http-equiv="refresh"' not in page  # final: the page stops refreshing
+    admin = client.get(f"/admin/recallbots/bot/{bot.pk}/change/").content.decode()
+    assert "Token fetches by Recall" in admin and "<td>409</td>" in admin
