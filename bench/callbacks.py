@@ -137,6 +137,10 @@ def wrk(path: str, *, connections: int = CONCURRENCY, duration: str = DURATION) 
         text=True,
         check=True,
     ).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> dict:
     unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
     def ms(text: str) -> float:

@@ -25,6 +25,14 @@ def delivery_attempt(delivery_id: int) -> None:
 
 
 @shared_task(ignore_result=True, acks_late=True)
+def deliveries_received(delivery_ids: list[int]) -> None:
+    """A new Zoom event: forward it to each target, then act on it locally (one message per event)."""
+    for delivery_id in delivery_ids:
+        delivery_attempt.run(delivery_id)
+    services.event_handle_locally(delivery_id=delivery_ids[0])
+
+
+@shared_task(ignore_result=True, acks_late=True)
 def event_handle_locally(delivery_id: int) -> None:
     services.event_handle_locally(delivery_id=delivery_id)
 

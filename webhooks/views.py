@@ -1,8 +1,7 @@
 import logging
 
 from django.db import transaction
-from django.http import HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -11,8 +10,8 @@ from zoomauth.models import ZoomApp
 
 from . import zoom_signature
 from .models import WebhookRejection
-from .services import delivery_intake
-from .tasks import delivery_attempt, enqueue_safely, event_handle_locally
+from .services import delivery_intake, intake_apps
+from .tasks import deliveries_received, enqueue_safely
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +28,10 @@ def _reject(request, app: ZoomApp, reason: str, status: int = 401) -> HttpRespon
 @require_POST
 def zoom_webhook(request, app_public_id):
     """Verify on the raw bytes, persist them, answer Zoom at once; forward and handle in tasks."""
-    app = get_object_or_404(ZoomApp, public_id=app_public_id)
+    found = intake_apps.get(app_public_id)
+    if found is None:
+        raise Http404("No Zoom app with this id.")
+    app, targets = found
     body = request.body
     timestamp = request.headers.get("x-zm-request-timestamp", "")
     signature = request.headers.get("x-zm-signature", "")
@@ -54,19 +56,19 @@ def zoom_webhook(request, app_public_id):
             return _reject(request, app, "url_validation without plainToken", status=400)
         answer = zoom_signature.url_validation_answer(secret=app.webhook_secret, plain_token=plain_token)
 
-    with transaction.atomic():
-        created = delivery_intake(
-            app=app,
-            body=body,
-            timestamp=timestamp,
-            signature=signature,
-            content_type=request.headers.get("Content-Type", "application/json"),
-            event=event_name,
-        )
-        if created:
-            # After commit, so that a worker never looks for a row that is not there yet.
-            transaction.on_commit(lambda: _enqueue(created))
-    if not created:
+    created = delivery_intake(
+        app=app,
+        body=body,
+        timestamp=timestamp,
+        signature=signature,
+        content_type=request.headers.get("Content-Type", "application/json"),
+        event=event_name,
+        targets=targets,
+    )
+    if created:
+        # delivery_intake has committed: a worker never looks for a row that is not there yet.
+        transaction.on_commit(lambda: _enqueue(created))
+    else:
         logger.info("zoom webhook duplicate dropped", extra={"app": app.pk, "zoom_event": event_name})
     if answer is not None:
         return JsonResponse(answer)
@@ -74,9 +76,6 @@ def zoom_webhook(request, app_public_id):
 
 
 def _enqueue(delivery_ids: list[int]) -> None:
-    # One failed enqueue means the broker is away: stop trying (Zoom wants its answer within
-    # 3 s); the beat sweeper enqueues whatever is left once the broker is back.
-    for delivery_id in delivery_ids:
-        if not enqueue_safely(delivery_attempt, delivery_id):
-            return
-    enqueue_safely(event_handle_locally, delivery_ids[0])
+    # One message per event, whatever the number of targets (the publish was the largest cost of
+    # the intake). If the broker is away, the beat sweeper enqueues the rows once it is back.
+    enqueue_safely(deliveries_received, delivery_ids)

@@ -156,7 +156,7 @@ def test_redis_down_at_intake_is_accepted_and_forwarded_later(client, recall_app
         response = post_event(client, recall_app.zoom_app, ODD_BODY)
         elapsed = time.monotonic() - started
     assert response.status_code == 200 and elapsed < 3
-    assert "could not enqueue webhooks.tasks.delivery_attempt" in caplog.text  # the broker really was away
+    assert "could not enqueue webhooks.tasks.deliveries_received" in caplog.text  # the broker really was away
     delivery = ZoomWebhookDelivery.objects.get()
     assert delivery.status == ZoomWebhookDelivery.Status.PENDING
     ZoomWebhookDelivery.objects.update(
