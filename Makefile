@@ -43,6 +43,7 @@ bench: $(STAMP)
 	./scripts/ensure-services
 	command -v wrk >/dev/null 2>&1 || { echo "Installing wrk (the load generator) with apt-get."; apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }
 	$(PY) bench/callbacks.py
+	$(PY) bench/intake.py
 	$(PY) bench/run.py
 
 clean:

@@ -20,7 +20,8 @@ from tests.conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, WHSEC
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-E2E_REDIS = "redis://127.0.0.1:6379/7"
+# Flushed at the start of the end-to-end tests: point it elsewhere if database 7 is in use.
+E2E_REDIS = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/7")
 
 
 METRICS_TOKEN = "e2e-metrics-token"
