@@ -90,6 +90,7 @@ def seed():
     from django.core.management import call_command
 
     from accounts.models import User
+    from recallbots.models import RecallOAuthApp
     from tests.fakes.control import FakeZoomControl
     from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
     from zoomauth.services import connection_save_grant
@@ -100,6 +101,7 @@ def seed():
     cache.clear()
     CallbackLog.objects.all().delete()
     ZoomConnection.objects.all().delete()
+    RecallOAuthApp.objects.all().delete()  # left by bench/intake.py; it protects its Zoom app
     ZoomApp.objects.all().delete()
     control = FakeZoomControl(ZOOM_URL)
     app = ZoomApp.objects.create(name="bench", client_id="bench-client", client_secret="bench-secret")
