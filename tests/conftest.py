@@ -85,11 +85,12 @@ def zoom_app(db, fake_zoom, settings):
     return app
 
 
-def connect_via_fake_zoom(client, fake_zoom, zoom_user_id: str = "zu_alice", app=None):
-    """Run the real connect flow: /zoom/connect/ → fake Zoom consent → /zoom/callback/."""
+def connect_via_fake_zoom(client, fake_zoom, zoom_user_id: str = "zu_alice", app=None, start: str = ""):
+    """Run the real connect flow: /zoom/connect/ (or `start`, a connect link's path) → fake Zoom
+    consent → /zoom/callback/."""
     from urllib.parse import parse_qs, urlparse
 
-    url = "/zoom/connect/" + (f"?app={app.public_id}" if app else "")
+    url = start or "/zoom/connect/" + (f"?app={app.public_id}" if app else "")
     response = client.get(url)
     assert response.status_code == 302, response.content
     query = {k: v[0] for k, v in parse_qs(urlparse(response["Location"]).query).items()}

@@ -119,23 +119,14 @@ def delivery_intake(
     except IntegrityError:
         pass  # a retry of an event already stored (for some or all targets): row by row below
     created_ids = []
-    for target in targets:
+    for row in rows:
         try:
             with transaction.atomic():
-                delivery = ZoomWebhookDelivery.objects.create(
-                    app=app,
-                    event=event[:100],
-                    body=body,
-                    body_sha256=digest,
-                    content_type=content_type[:100] or "application/json",
-                    zm_request_timestamp=timestamp[:20],
-                    zm_signature=signature[:100],
-                    target_url=target,
-                    status=ZoomWebhookDelivery.Status.PENDING if target else ZoomWebhookDelivery.Status.RESOLVED,
-                )
+                row.pk = None
+                row.save(force_insert=True)
         except IntegrityError:
             continue
-        created_ids.append(delivery.pk)
+        created_ids.append(row.pk)
     return created_ids
 
 

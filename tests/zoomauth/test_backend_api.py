@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
+from tests.conftest import connect_via_fake_zoom
 from zoomauth.models import ConnectSession, ZoomConnection
 
 RETURN = "https://app.customer.example/zoom/done"
@@ -38,17 +39,7 @@ def new_link(api_client, backend, **body) -> dict:
 
 def consent_through_zoom(browser: Client, fake_zoom, link_url: str, zoom_user_id: str = "zu_alice"):
     """The end user's browser: the link, Zoom's consent page, back to the broker."""
-    to_zoom = browser.get(path_of(link_url))
-    assert to_zoom.status_code == 302, to_zoom.content
-    query = {k: v[0] for k, v in parse_qs(urlparse(to_zoom["Location"]).query).items()}
-    back = fake_zoom.consent(
-        client_id=query["client_id"],
-        user_id=zoom_user_id,
-        redirect_uri=query["redirect_uri"],
-        state=query["state"],
-        code_challenge=query["code_challenge"],
-    )
-    return browser.get(path_of(back))
+    return connect_via_fake_zoom(browser, fake_zoom, zoom_user_id, start=path_of(link_url))
 
 
 def test_an_end_user_connects_through_a_link_without_a_broker_account(api_client, backend, zoom_app, fake_zoom):
