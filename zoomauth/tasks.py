@@ -27,15 +27,23 @@ def _batched(iterable, size: int):
         yield chunk
 
 
+# SET NX EX for every key of a chunk in one call; returns the 1-based positions that were set.
+_CLAIM_SCRIPT = """
+local claimed = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('set', key, 1, 'NX', 'EX', ARGV[1]) then claimed[#claimed + 1] = i end
+end
+return claimed
+"""
+
+
 def _claim(ids: tuple[int, ...]) -> list[int]:
     """The ids not already queued by an earlier tick, now marked as queued (one round trip)."""
     client = shared_redis()
     if client is None:
         return [pk for pk in ids if cache.add(f"refresh:queued:{pk}", 1, CLAIM_SECONDS)]
-    pipe = client.pipeline(transaction=False)
-    for pk in ids:
-        pipe.set(f"refresh:queued:{pk}", 1, nx=True, ex=CLAIM_SECONDS)
-    return [pk for pk, claimed in zip(ids, pipe.execute(), strict=True) if claimed]
+    positions = client.eval(_CLAIM_SCRIPT, len(ids), *(f"refresh:queued:{pk}" for pk in ids), CLAIM_SECONDS)
+    return [ids[position - 1] for position in positions]
 
 
 def _release(ids: list[int]) -> None:
