@@ -307,6 +307,8 @@ CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", d
 # Callback audit rows are written by a background thread in batches, this often (0: at once).
 CALLBACK_AUDIT_FLUSH_SECONDS = env.float("CALLBACK_AUDIT_FLUSH_SECONDS", default=0.1)
 WEBHOOK_FORWARD_PERIOD = timedelta(hours=env.int("WEBHOOK_FORWARD_PERIOD_HOURS", default=24))
+# Zoom events taken in by a web process within this many seconds share one queue message (0: one each).
+WEBHOOK_ENQUEUE_BATCH_SECONDS = env.float("WEBHOOK_ENQUEUE_BATCH_SECONDS", default=0.02)
 # Events to the customer's backend are retried with backoff for this long, then marked failed.
 EVENT_RETRY_PERIOD = timedelta(hours=env.int("EVENT_RETRY_PERIOD_HOURS", default=24))
 

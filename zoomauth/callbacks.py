@@ -203,7 +203,7 @@ class TokenCallbackView(APIView):
         return response.render()
 
     def _audit(self, kind: str, status_code: int, outcome: str, latency_ms: int, address: str | None) -> None:
-        audit.writer.record(
+        audit.audit_record(
             connection_id=self.audit["connection_id"],
             kind=kind,
             meeting_id=self.audit["meeting_id"],

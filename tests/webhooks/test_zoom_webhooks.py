@@ -266,3 +266,21 @@ def test_odd_payload_shapes_are_stored_and_handled_without_errors(client, zoom_a
     delivery = ZoomWebhookDelivery.objects.get()
     event_handle_locally(delivery_id=delivery.pk)
     assert ZoomWebhookDelivery.objects.get().processed_at is not None
+
+
+def test_events_taken_in_together_share_one_queue_message(client, recall_app, settings):
+    from brokerproject.redis_client import shared_redis
+    from webhooks.views import intake_queue
+
+    settings.WEBHOOK_ENQUEUE_BATCH_SECONDS = 60  # nothing leaves before the flush below
+    for n in range(5):
+        body = json.dumps({"event": "meeting.created", "event_ts": n, "payload": {}}).encode()
+        assert post_event(client, recall_app.zoom_app, body).status_code == 200
+    assert ZoomWebhookDelivery.objects.count() == 5  # stored before each 200
+    assert shared_redis().llen("celery") == 0
+    intake_queue.flush()
+    assert shared_redis().llen("celery") == 1
+    message = json.loads(shared_redis().lindex("celery", 0))
+    assert message["headers"]["task"] == "webhooks.tasks.deliveries_received"
+    sent = json.loads(__import__("base64").b64decode(message["body"]))[0][0]
+    assert sorted(ids[0] for ids in sent) == sorted(ZoomWebhookDelivery.objects.values_list("pk", flat=True))
