@@ -1,10 +1,26 @@
+import logging
 import os
 
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerproject.settings")
 
+logger = logging.getLogger(__name__)
+
 app = Celery("brokerproject")
 # Everything, the beat schedule included, comes from the CELERY_* settings.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def enqueue_safely(task, *args, countdown: float | None = None) -> bool:
+    """Enqueue a task (the task or its dotted name) without hanging or raising when the broker is
+    away: callers keep what must be done in the database, and the beat sweepers catch up.
+    By name, a module can enqueue a task of its app's tasks.py without importing it."""
+    name = task if isinstance(task, str) else task.name
+    try:
+        app.send_task(name, args=args, countdown=countdown, retry=False)
+        return True
+    except Exception as exc:  # noqa: BLE001 - kombu raises several kinds
+        logger.warning("could not enqueue %s: %s", name, type(exc).__name__)
+        return False

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from brokerproject.celery import enqueue_safely
 from webhooks.events import event_emit
 from webhooks.models import Event
 from zoomauth.models import ZoomApp, ZoomConnection
@@ -22,7 +23,7 @@ from zoomauth.services import (
 from zoomauth.token_sources import TokenSourceError
 from zoomauth.zoom import ZoomUser
 
-from . import recall, tasks
+from . import recall
 from .meeting_urls import MeetingUrlError, parse_zoom_url
 from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
 
@@ -99,10 +100,8 @@ def credential_sync_after_connect(*, connection_id: int) -> None:
             extra={"connection": connection.public_id},
         )
         return
-    try:
-        tasks.credential_create_customer_managed.delay(connection_id)
-    except Exception:  # noqa: BLE001 - the broker being down must not fail the connect page
-        logger.exception("could not enqueue credential registration", extra={"connection": connection.public_id})
+    # The broker being down must not fail the connect page: enqueue_safely logs and moves on.
+    enqueue_safely("recallbots.tasks.credential_create_customer_managed", connection_id)
 
 
 def _delete_conflicting(client: recall.RecallClient, *, recall_app: RecallOAuthApp, body: dict) -> bool:
@@ -405,7 +404,9 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
         bot.queued_payload = json.dumps(payload)
         bot.save(update_fields=["status", "last_error", "queued_payload"])
         countdown = exc.retry_after or 5
-        transaction.on_commit(lambda: tasks.bot_create_at_recall.apply_async((bot.pk,), countdown=countdown))
+        transaction.on_commit(
+            lambda: enqueue_safely("recallbots.tasks.bot_create_at_recall", bot.pk, countdown=countdown)
+        )
         logger.info("bot launch queued: Recall is throttling", extra={"bot": bot.public_id})
         return bot
     except recall.RecallError as exc:

@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from brokerproject.celery import enqueue_safely
+
 from .events import event_delivery_replay
 from .models import (
     DeliveryAttempt,
@@ -11,7 +13,7 @@ from .models import (
     ZoomWebhookDelivery,
 )
 from .services import delivery_replay
-from .tasks import delivery_attempt, enqueue_safely
+from .tasks import delivery_attempt
 
 
 class DeliveryAttemptInline(admin.TabularInline):

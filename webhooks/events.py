@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from brokerproject import http, signing
+from brokerproject.celery import enqueue_safely
 
 from .models import Event, EventDelivery, EventEndpoint
 
@@ -51,10 +52,8 @@ def event_emit(*, type: str, data: dict, connection_id: int | None = None) -> Ev
 
 
 def _enqueue(delivery_ids: list[int]) -> None:
-    from .tasks import enqueue_safely, event_delivery_attempt
-
     for delivery_id in delivery_ids:
-        if not enqueue_safely(event_delivery_attempt, delivery_id):
+        if not enqueue_safely("webhooks.tasks.event_delivery_attempt", delivery_id):
             return  # the broker is away: the sweeper sends them later
 
 

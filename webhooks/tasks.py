@@ -2,19 +2,11 @@ import logging
 
 from celery import shared_task
 
+from brokerproject.celery import enqueue_safely
+
 from . import events, services
 
 logger = logging.getLogger(__name__)
-
-
-def enqueue_safely(task, *args, countdown: float | None = None) -> bool:
-    """Enqueue without hanging or raising when the broker is away; the sweeper catches up."""
-    try:
-        task.apply_async(args=args, countdown=countdown, retry=False)
-        return True
-    except Exception as exc:  # noqa: BLE001 - kombu raises several kinds
-        logger.warning("could not enqueue %s: %s", task.name, type(exc).__name__)
-        return False
 
 
 @shared_task(ignore_result=True, acks_late=True)

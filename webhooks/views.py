@@ -8,12 +8,13 @@ from django.views.decorators.http import require_POST
 
 from brokerproject import jsonbody
 from brokerproject.batching import Batcher
+from brokerproject.celery import enqueue_safely
 from zoomauth.models import ZoomApp
 
 from . import zoom_signature
 from .models import WebhookRejection
 from .services import delivery_intake, intake_apps
-from .tasks import deliveries_received, enqueue_safely
+from .tasks import deliveries_received
 
 logger = logging.getLogger(__name__)
 
