@@ -260,6 +260,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.tasks.event_deliveries_due",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
     },
+    "launch-queued-bots": {
+        "task": "recallbots.tasks.bots_queued_due",
+        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
+    },
     "sync-recall-credentials": {
         "task": "recallbots.tasks.credentials_sync_statuses",
         "schedule": timedelta(minutes=15),

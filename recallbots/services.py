@@ -446,6 +446,13 @@ def bot_create_at_recall(*, bot_id: int) -> None:
     logger.info("queued bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
 
 
+def bots_queued_due(*, grace_seconds: int = 120) -> list[int]:
+    """Queued launches whose task may have been lost (the broker was away when they were queued):
+    beat enqueues them again; bot_create_at_recall acts only on bots still queued."""
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    return list(Bot.objects.filter(status=Bot.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True)[:200])
+
+
 def _parse_time(value) -> datetime | None:
     if not value:
         return None

@@ -2,6 +2,7 @@ import logging
 
 from celery import shared_task
 
+from brokerproject.celery import enqueue_safely
 from zoomauth.models import ZoomConnection
 
 from . import recall, services
@@ -40,3 +41,11 @@ def bot_create_at_recall(self, bot_id: int) -> None:
         services.bot_create_at_recall(bot_id=bot_id)
     except recall.RecallRetryableError as exc:
         raise self.retry(countdown=exc.retry_after or min(300, 5 * 2**self.request.retries)) from None
+
+
+@shared_task(ignore_result=True)
+def bots_queued_due() -> int:
+    due = services.bots_queued_due()
+    for bot_id in due:
+        enqueue_safely(bot_create_at_recall, bot_id)
+    return len(due)

@@ -111,3 +111,26 @@ def test_a_failed_bot_explains_itself_with_its_token_fetches(api_client, client,
     assert 'http-equiv="refresh"' not in page  # final: the page stops refreshing
     admin = client.get(f"/admin/recallbots/bot/{bot.pk}/change/").content.decode()
     assert "Token fetches by Recall" in admin and "<td>409</td>" in admin
+
+
+def test_a_queued_launch_whose_message_was_lost_is_picked_up_by_beat(
+    api_client, backend, end_user_connection, fake_recall
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from brokerproject.redis_client import shared_redis
+    from recallbots import tasks
+
+    fake_recall.configure(fail_next=[429, 429, 429], retry_after="30")
+    assert launch(api_client, backend).status_code == 202
+    shared_redis().delete("celery")  # the message is gone (the broker was away, or lost it)
+    assert tasks.bots_queued_due.run() == 0  # too young: its own message may still come
+    Bot.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    assert tasks.bots_queued_due.run() == 1
+    assert shared_redis().llen("celery") == 1  # enqueued again
+    fake_recall.configure(fail_next=[])
+    tasks.bot_create_at_recall.run(Bot.objects.get().pk)
+    assert Bot.objects.get().recall_id in fake_recall.bots
+    assert tasks.bots_queued_due.run() == 0  # created: nothing left to pick up
