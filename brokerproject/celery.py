@@ -24,3 +24,18 @@ def enqueue_safely(task, *args, countdown: float | None = None) -> bool:
     except Exception as exc:  # noqa: BLE001 - kombu raises several kinds
         logger.warning("could not enqueue %s: %s", name, type(exc).__name__)
         return False
+
+
+def enqueue_many(task, args_list: list[tuple]) -> int:
+    """Enqueue one message per args over one broker connection; returns how many went out (the
+    rest are the caller's to keep for a later try, as with enqueue_safely)."""
+    name = task if isinstance(task, str) else task.name
+    sent = 0
+    try:
+        with app.producer_or_acquire() as producer:
+            for args in args_list:
+                app.send_task(name, args=args, producer=producer, retry=False)
+                sent += 1
+    except Exception as exc:  # noqa: BLE001 - kombu raises several kinds
+        logger.warning("could not enqueue %s: %s", name, type(exc).__name__)
+    return sent

@@ -232,6 +232,23 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Queues by job, each with workers of its own (docker compose, scripts/run-dev): a slow Zoom holds
+# only the refresh workers, a throttling Recall only the recall workers, a dead customer endpoint
+# only the customer-events workers. Zoom's events are forwarded on their own queue whatever the
+# others are doing. Everything else (beat's fan-outs and sweeps) goes to "celery".
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "zoomauth.tasks.connection_refresh": {"queue": "refresh"},
+    "zoomauth.tasks.token_revoke_at_zoom": {"queue": "refresh"},
+    "webhooks.tasks.deliveries_received": {"queue": "zoom-events"},
+    "webhooks.tasks.delivery_attempt": {"queue": "zoom-events"},
+    "webhooks.tasks.event_handle_locally": {"queue": "zoom-events"},
+    "webhooks.tasks.event_delivery_attempt": {"queue": "customer-events"},
+    "recallbots.tasks.bot_create_at_recall": {"queue": "recall"},
+    "recallbots.tasks.credential_create_customer_managed": {"queue": "recall"},
+    "recallbots.tasks.credential_delete_for_connection": {"queue": "recall"},
+}
+CELERY_QUEUES_BY_JOB = ("celery", "refresh", "zoom-events", "customer-events", "recall")
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Beat intervals (seconds). The defaults suit production; the end-to-end tests shorten them.
@@ -274,6 +291,9 @@ CELERY_BEAT_SCHEDULE = {
 ZOOM_OAUTH_BASE_URL = env.str("ZOOM_OAUTH_BASE_URL", default="https://zoom.us").rstrip("/")
 ZOOM_API_BASE_URL = env.str("ZOOM_API_BASE_URL", default="https://api.zoom.us/v2").rstrip("/")
 ZOOM_HTTP_TIMEOUT = env.float("ZOOM_HTTP_TIMEOUT", default=3.0)
+# A refresh (POST /oauth/token) is never cut short by a caller's budget: Zoom rotates the refresh
+# token as it answers, so one given up early may have spent the only refresh token there is.
+ZOOM_REFRESH_TIMEOUT = env.float("ZOOM_REFRESH_TIMEOUT", default=30.0)
 
 RECALL_REGIONS = {
     "us-west-2": "https://us-west-2.recall.ai",

@@ -1,6 +1,7 @@
 #!/bin/sh
 # migrate: the one-shot service the others wait for. web: check the encryption key, serve.
-# worker / beat: check the key, run Celery.
+# worker [queues]: check the key, run a Celery worker on the comma-separated queues (default:
+# every queue). beat: check the key, run Celery beat.
 set -e
 case "$1" in
   migrate)
@@ -13,7 +14,8 @@ case "$1" in
     ;;
   worker)
     python manage.py check_encryption
-    exec celery -A brokerproject worker --loglevel="${LOG_LEVEL:-INFO}" --concurrency="${WORKER_CONCURRENCY:-4}"
+    exec celery -A brokerproject worker --loglevel="${LOG_LEVEL:-INFO}" --concurrency="${WORKER_CONCURRENCY:-4}" \
+      --queues="${2:-celery,refresh,zoom-events,customer-events,recall}" --hostname="${2:-all}@%h"
     ;;
   beat)
     python manage.py check_encryption

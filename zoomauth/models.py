@@ -84,6 +84,7 @@ class ZoomConnectionQuerySet(models.QuerySet):
                 Q(access_token_expires_at__lt=now + settings.ZOOM_REFRESH_WINDOW)
                 | Q(last_refreshed_at__lt=now - settings.ZOOM_REFRESH_KEEPALIVE)
             )
+            .exclude(refresh_not_before__gt=now)
         )
 
 
@@ -119,6 +120,10 @@ class ZoomConnection(models.Model):
         default=False, help_text="Its ZAK signs bots into sign-in-required meetings when no user is named."
     )
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    # A refresh in flight (a lease, not a row lock: Zoom may take ZOOM_REFRESH_TIMEOUT to answer).
+    refresh_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Zoom asked for a pause (429 + Retry-After) on this connection's refreshes.
+    refresh_not_before = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True)
     # The callback secret: its hash authenticates Recall's GETs; the encrypted copy lets the
@@ -174,6 +179,8 @@ class ZoomConnection(models.Model):
         self.last_error = ""
         self.status = self.Status.ACTIVE
         self.revoked_at = None
+        self.refresh_started_at = None
+        self.refresh_not_before = None
 
     def wipe_tokens(self) -> None:
         self.access_token = ""

@@ -1,15 +1,21 @@
 import base64
 import hashlib
 import logging
+import os
 import secrets
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connections as db_connections
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from brokerproject import metrics
@@ -264,12 +270,6 @@ def connection_rotate_callback_secret(*, connection: ZoomConnection) -> str:
 # --- fresh tokens ----------------------------------------------------------------------------
 
 
-def _record_failure(connection_id: int, message: str) -> None:
-    ZoomConnection.objects.filter(pk=connection_id).update(
-        consecutive_failures=F("consecutive_failures") + 1, last_error=message[:300], updated_at=timezone.now()
-    )
-
-
 def _recover_from_invalid_grant(*, connection_id: int, sent_generation: int, min_validity: timedelta) -> FreshToken:
     """Zoom said invalid_grant. If someone else rotated the tokens meanwhile, it was a lost race:
     use the winner's tokens. If not, the grant is dead and the user must reconnect."""
@@ -279,16 +279,73 @@ def _recover_from_invalid_grant(*, connection_id: int, sent_generation: int, min
             logger.info("refresh race lost; using the winner's token", extra={"connection": connection.public_id})
             return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
         raise ConnectionUnusable("The connection changed while refreshing; try again.", status=connection.status)
-    marked = ZoomConnection.objects.filter(pk=connection_id, token_generation=sent_generation).update(
-        status=ZoomConnection.Status.NEEDS_RECONNECT,
-        consecutive_failures=F("consecutive_failures") + 1,
-        last_error="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        marked = ZoomConnection.objects.filter(pk=connection_id, token_generation=sent_generation).update(
+            status=ZoomConnection.Status.NEEDS_RECONNECT,
+            consecutive_failures=F("consecutive_failures") + 1,
+            last_error="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
+            refresh_started_at=None,
+            updated_at=timezone.now(),
+        )
+        if marked:
+            # In the same transaction: what the receivers record (the customer's event) commits
+            # with the state change or not at all.
+            token_sources.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
     if marked:
         logger.warning("zoom grant is dead; connection needs reconnect", extra={"connection": connection.public_id})
-        token_sources.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
     raise ConnectionUnusable("The Zoom connection must be reconnected.", status=ZoomConnection.Status.NEEDS_RECONNECT)
+
+
+class RefreshPending(zoom.ZoomRetryableError):
+    """A refresh of this connection is still running (in this process or another one) and the
+    caller's wait is over. The refresh itself goes on to its end and stores what Zoom answers."""
+
+
+# How long a refresh lease holds: the refresh's own timeout plus time to store the answer. A
+# process killed mid-refresh blocks the next refresh of that connection for at most this long.
+def _lease_seconds() -> float:
+    return settings.ZOOM_REFRESH_TIMEOUT + 15.0
+
+
+REFRESH_POLL_SECONDS = 0.1
+
+
+class _Refreshes:
+    """Refreshes detached from the callers that asked for them: a callback waits up to its budget
+    for the result, the refresh runs on in a thread of this process until Zoom answers (or
+    ZOOM_REFRESH_TIMEOUT passes). Callers in this process asking for the same connection share
+    one future. Its threads are joined when the process exits, so a graceful restart of the web
+    server waits for a refresh in flight instead of abandoning it."""
+
+    def __init__(self, max_workers: int = 32):
+        self.max_workers = max_workers
+        self.lock = threading.Lock()
+        self.running: dict[int, Future] = {}
+        self.pool: ThreadPoolExecutor | None = None
+        self.pid = 0
+
+    def submit(self, connection_id: int, fn: Callable[[], FreshToken]) -> Future:
+        with self.lock:
+            if self.pool is None or self.pid != os.getpid():  # made lazily, after the server forks
+                self.pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="zoom-refresh")
+                self.running = {}
+                self.pid = os.getpid()
+            future = self.running.get(connection_id)
+            if future is None:
+                future = self.pool.submit(self._run, connection_id, fn)
+                self.running[connection_id] = future
+            return future
+
+    def _run(self, connection_id: int, fn: Callable[[], FreshToken]) -> FreshToken:
+        try:
+            return fn()
+        finally:
+            with self.lock:
+                self.running.pop(connection_id, None)
+            db_connections.close_all()  # this thread's own database connection
+
+
+_refreshes = _Refreshes()
 
 
 def connection_fresh_access_token(
@@ -296,14 +353,14 @@ def connection_fresh_access_token(
     connection_id: int,
     min_validity: timedelta,
     refresh_if_refreshed_before: datetime | None = None,
-    timeout: float | None = None,
+    wait: float | None = None,
 ) -> FreshToken:
     """An access token valid for at least `min_validity`, refreshing at most once across processes.
 
-    The refresh runs under a row lock (SELECT ... FOR UPDATE) that every process and machine on
-    the same database honours. After taking it the row is read again, since another worker may
-    have refreshed meanwhile. Zoom's rotated refresh token is committed in the same transaction
-    as the new access token, before the token is handed to anyone.
+    `wait` is how long the caller can wait (a callback's budget); None waits for the refresh to
+    end (beat's tasks). The refresh is never bound by `wait`: it runs with ZOOM_REFRESH_TIMEOUT
+    and stores Zoom's answer even when the caller has gone (RefreshPending), because Zoom
+    rotates the refresh token when it answers and the one sent is dead from then on.
     """
     connection = ZoomConnection.objects.select_related("app").get(pk=connection_id)
     if not connection.is_usable:
@@ -312,54 +369,141 @@ def connection_fresh_access_token(
         )
     if connection.token_source != ZoomConnection.TokenSource.LOCAL:
         token, expires_at = token_sources.source_for(connection.token_source).access_token(
-            connection=connection, timeout=timeout
+            connection=connection, timeout=wait
         )
         return FreshToken(token, expires_at)
-
-    def fresh_enough(conn: ZoomConnection) -> bool:
-        if conn.expires_within(min_validity):
-            return False
-        return refresh_if_refreshed_before is None or (
-            conn.last_refreshed_at is not None and conn.last_refreshed_at >= refresh_if_refreshed_before
-        )
-
-    if fresh_enough(connection):
+    if _fresh_enough(connection, min_validity, refresh_if_refreshed_before):
         return FreshToken(connection.access_token, connection.access_token_expires_at)
 
-    sent_generation = None
+    def refresh() -> FreshToken:
+        return _refresh(
+            connection_id=connection_id,
+            min_validity=min_validity,
+            refresh_if_refreshed_before=refresh_if_refreshed_before,
+        )
+
+    if wait is None:
+        return refresh()
+    future = _refreshes.submit(connection_id, refresh)
+    try:
+        return future.result(timeout=max(0.0, wait))
+    except FutureTimeout:
+        raise RefreshPending("Zoom is still answering this connection's refresh.", retry_after=3) from None
+
+
+def _fresh_enough(connection: ZoomConnection, min_validity: timedelta, refreshed_before: datetime | None) -> bool:
+    if connection.expires_within(min_validity):
+        return False
+    return refreshed_before is None or (
+        connection.last_refreshed_at is not None and connection.last_refreshed_at >= refreshed_before
+    )
+
+
+def _refresh(
+    *, connection_id: int, min_validity: timedelta, refresh_if_refreshed_before: datetime | None
+) -> FreshToken:
+    """Refresh under the connection's lease, or wait for the holder of the lease to finish.
+
+    The lease is a conditional UPDATE of `refresh_started_at`, not a row lock: Zoom may take up to
+    ZOOM_REFRESH_TIMEOUT, and no transaction stays open while it does. The refresh token sent is
+    the one of the generation the lease was taken on; the answer is stored only on that
+    generation, so a disconnect or reconnect meanwhile is never overwritten.
+    """
+    deadline = time.monotonic() + _lease_seconds() + 5
+    first_generation = None
+    while True:
+        connection = ZoomConnection.objects.select_related("app").get(pk=connection_id)
+        if not connection.is_usable:
+            raise ConnectionUnusable("The Zoom connection must be reconnected.", status=connection.status)
+        if first_generation is None:
+            first_generation = connection.token_generation
+        elif connection.token_generation != first_generation and not connection.expires_within(timedelta(0)):
+            # Someone else refreshed while we waited: theirs is the token.
+            return FreshToken(connection.access_token, connection.access_token_expires_at)
+        if _fresh_enough(connection, min_validity, refresh_if_refreshed_before):
+            return FreshToken(connection.access_token, connection.access_token_expires_at)
+        now = timezone.now()
+        if connection.refresh_not_before and connection.refresh_not_before > now:
+            wait = (connection.refresh_not_before - now).total_seconds()
+            raise zoom.ZoomRetryableError(
+                "Zoom asked the broker to wait before refreshing again.", status=429, retry_after=wait
+            )
+        if _take_lease(connection, now=now):
+            break
+        if time.monotonic() > deadline:
+            raise zoom.ZoomRetryableError("Another refresh of this connection is still running.", retry_after=5)
+        time.sleep(REFRESH_POLL_SECONDS)
+    return _refresh_holding_lease(connection)
+
+
+def _take_lease(connection: ZoomConnection, *, now: datetime) -> bool:
+    lease_over = now - timedelta(seconds=_lease_seconds())
+    return bool(
+        ZoomConnection.objects.filter(
+            pk=connection.pk, token_generation=connection.token_generation, status=ZoomConnection.Status.ACTIVE
+        )
+        .filter(Q(refresh_started_at__isnull=True) | Q(refresh_started_at__lt=lease_over))
+        .update(refresh_started_at=now)
+    )
+
+
+def _release_lease(connection_id: int, *, failure: str = "", not_before: datetime | None = None) -> None:
+    changes: dict = {"refresh_started_at": None, "updated_at": timezone.now()}
+    if failure:
+        changes.update(consecutive_failures=F("consecutive_failures") + 1, last_error=failure[:300])
+    if not_before is not None:
+        changes["refresh_not_before"] = not_before
+    ZoomConnection.objects.filter(pk=connection_id).update(**changes)
+
+
+def _refresh_holding_lease(connection: ZoomConnection) -> FreshToken:
+    sent_generation = connection.token_generation
+    try:
+        tokens = zoom.refresh_tokens(
+            client_id=connection.app.client_id,
+            client_secret=connection.app.client_secret,
+            refresh_token=connection.refresh_token,
+            timeout=settings.ZOOM_REFRESH_TIMEOUT,
+        )
+    except zoom.ZoomInvalidGrantError:
+        metrics.REFRESHES.labels("invalid_grant").inc()
+        _release_lease(connection.pk)
+        return _recover_from_invalid_grant(
+            connection_id=connection.pk, sent_generation=sent_generation, min_validity=timedelta(0)
+        )
+    except zoom.ZoomError as exc:
+        # Also when Zoom's answer was lost (a timeout, a dropped connection): Zoom may have
+        # rotated the refresh token. The next attempt sends it again, once this request can no
+        # longer succeed; if Zoom did rotate, that attempt's invalid_grant marks the connection
+        # needs_reconnect (and tells the customer), which is the truth of it.
+        metrics.REFRESHES.labels("error").inc()
+        retry_after = getattr(exc, "retry_after", None)
+        not_before = timezone.now() + timedelta(seconds=retry_after) if exc.status == 429 and retry_after else None
+        _release_lease(connection.pk, failure=str(exc), not_before=not_before)
+        raise
     try:
         with transaction.atomic():
-            connection = ZoomConnection.objects.select_for_update().select_related("app").get(pk=connection_id)
-            if not connection.is_usable:
-                raise ConnectionUnusable("The Zoom connection must be reconnected.", status=connection.status)
-            if fresh_enough(connection):
-                return FreshToken(connection.access_token, connection.access_token_expires_at)
-            sent_generation = connection.token_generation
-            tokens = zoom.refresh_tokens(
-                client_id=connection.app.client_id,
-                client_secret=connection.app.client_secret,
-                refresh_token=connection.refresh_token,
-                timeout=timeout,
-            )
-            connection.store_tokens(
+            stored = ZoomConnection.objects.select_for_update().get(pk=connection.pk)
+            if stored.token_generation != sent_generation or not stored.is_usable:
+                # Disconnected or reconnected while Zoom answered: that grant is no longer ours.
+                stored.refresh_started_at = None
+                stored.save(update_fields=["refresh_started_at", "updated_at"])
+                raise ConnectionUnusable("The connection changed while refreshing.", status=stored.status)
+            stored.store_tokens(
                 access_token=tokens.access_token,
                 refresh_token=tokens.refresh_token,
                 expires_in=tokens.expires_in,
                 scope=tokens.scope,
             )
-            connection.save()
-    except zoom.ZoomInvalidGrantError:
-        metrics.REFRESHES.labels("invalid_grant").inc()
-        return _recover_from_invalid_grant(
-            connection_id=connection_id, sent_generation=sent_generation, min_validity=min_validity
-        )
-    except zoom.ZoomError as exc:
-        metrics.REFRESHES.labels("error").inc()
-        _record_failure(connection_id, str(exc))
+            stored.save()
+    except ConnectionUnusable:
+        raise
+    except Exception:
+        _release_lease(connection.pk, failure="Storing Zoom's refreshed tokens failed.")
         raise
     metrics.REFRESHES.labels("ok").inc()
-    logger.info("zoom token refreshed", extra={"connection": connection.public_id})
-    return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
+    logger.info("zoom token refreshed", extra={"connection": stored.public_id})
+    return FreshToken(stored.access_token, stored.access_token_expires_at, zoom_calls=1)
 
 
 def connection_mark_access_token_rejected(*, connection_id: int, token_generation: int) -> bool:

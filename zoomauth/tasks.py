@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from brokerproject.celery import enqueue_many
 from brokerproject.redis_client import shared_redis
 
 from . import services, zoom
@@ -15,9 +16,9 @@ from .services import ConnectionUnusable
 
 logger = logging.getLogger(__name__)
 
-# Due connections are enqueued in chunks: one task, and one broker round trip, per chunk.
+# Due connections are claimed in chunks: one Redis round trip per chunk.
 CHUNK_SIZE = 100
-# A claimed connection is not enqueued again by later ticks until its chunk ran (or this passed).
+# A claimed connection is not enqueued again by later ticks until its task ran (or this passed).
 CLAIM_SECONDS = 15 * 60
 
 
@@ -55,13 +56,19 @@ def _release(ids: list[int]) -> None:
         client.delete(*keys)
 
 
+# A refresh task is never stopped by a time limit while Zoom may still answer its refresh: it may
+# first wait for another process's lease (ZOOM_REFRESH_TIMEOUT + 20 s at most), then refresh itself.
+def _refresh_task_limit() -> int:
+    return int(3 * settings.ZOOM_REFRESH_TIMEOUT + 60)
+
+
 @shared_task(ignore_result=True)
 def connections_refresh_due() -> int:
-    """Beat's tick: enqueue every due connection in chunks, within half the tick's interval.
+    """Beat's tick: one task per due connection, on the refresh queue, within half the tick.
 
-    Connections still queued from an earlier tick are skipped, so a backlog (after an outage,
-    or 100 000 users connected on one day) never doubles up; what does not fit in this tick's
-    time is picked up by the next.
+    Connections still queued from an earlier tick are skipped (claims in Redis, one round trip per
+    chunk), so a backlog never doubles up; the messages of a chunk go out over one broker
+    connection. What does not fit in this tick's time is picked up by the next.
     """
     started = time.monotonic()
     deadline = settings.BEAT_REFRESH_INTERVAL / 2
@@ -70,8 +77,10 @@ def connections_refresh_due() -> int:
     for chunk in _batched(due.iterator(chunk_size=2000), CHUNK_SIZE):
         claimed = _claim(chunk)
         if claimed:
-            connections_refresh_if_due.delay(claimed)
-            enqueued += len(claimed)
+            sent = enqueue_many(connection_refresh, [(pk,) for pk in claimed])
+            if sent < len(claimed):
+                _release(claimed[sent:])  # the broker went away: the next tick claims them again
+            enqueued += sent
         if time.monotonic() - started > deadline:
             break
     if enqueued:
@@ -79,35 +88,21 @@ def connections_refresh_due() -> int:
     return enqueued
 
 
-@shared_task(ignore_result=True, acks_late=True)
-def connections_refresh_if_due(connection_ids: list[int]) -> None:
-    """A chunk: each connection refreshed if still due; a retryable failure retries on its own."""
-    try:
-        for connection_id in connection_ids:
-            try:
-                services.connection_refresh_if_due(connection_id=connection_id)
-            except ConnectionUnusable:
-                continue
-            except zoom.ZoomRetryableError as exc:
-                countdown = exc.retry_after if exc.retry_after is not None else 30
-                connection_refresh_if_due.apply_async((connection_id,), countdown=countdown)
-            except zoom.ZoomPermanentError as exc:
-                logger.warning("refresh refused by Zoom: %s", exc, extra={"connection": connection_id})
-    finally:
-        _release(connection_ids)
-
-
-@shared_task(bind=True, ignore_result=True, max_retries=8, acks_late=True)
-def connection_refresh_if_due(self, connection_id: int) -> None:
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=_refresh_task_limit(), time_limit=_refresh_task_limit() + 30)
+def connection_refresh(connection_id: int) -> None:
+    """One connection, refreshed if still due. A failure is not retried here: the connection is
+    still due, so the next tick takes it again, after Zoom's Retry-After when Zoom gave one
+    (`refresh_not_before`, which due_for_refresh honours)."""
     try:
         services.connection_refresh_if_due(connection_id=connection_id)
     except ConnectionUnusable:
-        return
+        pass
     except zoom.ZoomRetryableError as exc:
-        countdown = exc.retry_after if exc.retry_after is not None else min(900, 30 * 2**self.request.retries)
-        raise self.retry(countdown=countdown) from None
+        logger.info("refresh will be retried by a later tick: %s", exc, extra={"connection": connection_id})
     except zoom.ZoomPermanentError as exc:
         logger.warning("refresh refused by Zoom: %s", exc, extra={"connection": connection_id})
+    finally:
+        _release([connection_id])
 
 
 @shared_task(ignore_result=True)

@@ -3,7 +3,8 @@ this budget". Knows nothing of HTTP; the view maps a TokenUnavailable's category
 
 Rules:
 - The access token comes from the row the caller already read; Zoom is asked only when it has
-  too little life left (refreshed under the connection's row lock, services.py).
+  too little life left (refreshed under the connection's lease, services.py). A callback waits
+  for a refresh only as long as its budget; the refresh itself runs on to Zoom's answer.
 - A Zoom 401 on a mint (Zoom killed the access token before its announced expiry) marks the
   token dead so no callback serves it again, refreshes once under the lock and mints again, all
   within the same budget. invalid_grant on that refresh means the user must reconnect.
@@ -23,7 +24,12 @@ from django.conf import settings
 
 from . import zoom
 from .models import CallbackLog, ZoomConnection
-from .services import ConnectionUnusable, connection_fresh_access_token, connection_mark_access_token_rejected
+from .services import (
+    ConnectionUnusable,
+    RefreshPending,
+    connection_fresh_access_token,
+    connection_mark_access_token_rejected,
+)
 from .singleflight import FlightError, FlightTimeout, SingleFlight
 from .token_sources import TokenSourceError
 
@@ -124,7 +130,7 @@ def _access_token(connection: ZoomConnection, budget: Budget, min_validity: time
     fresh = _within_budget(
         budget,
         lambda timeout: connection_fresh_access_token(
-            connection_id=connection.pk, min_validity=min_validity, timeout=timeout
+            connection_id=connection.pk, min_validity=min_validity, wait=timeout
         ),
     )
     budget.zoom_calls += fresh.zoom_calls
@@ -159,7 +165,7 @@ def _mint(connection: ZoomConnection, budget: Budget, call: Callable[[str, float
     fresh = _within_budget(
         budget,
         lambda timeout: connection_fresh_access_token(
-            connection_id=connection.pk, min_validity=MINT_MIN_VALIDITY, timeout=timeout
+            connection_id=connection.pk, min_validity=MINT_MIN_VALIDITY, wait=timeout
         ),
     )
     budget.zoom_calls += fresh.zoom_calls
@@ -219,6 +225,11 @@ def _within_budget(budget: Budget, fn: Callable[[float], T], *, count: bool = Fa
             if exc.status == ZoomConnection.Status.NEEDS_RECONNECT:
                 raise TokenUnavailable(Category.NEEDS_RECONNECT, NEEDS_RECONNECT) from None
             raise TokenUnavailable(Category.NOT_FOUND, f"No usable Zoom connection: {exc}") from None
+        except RefreshPending:
+            # The refresh goes on without us (it must: Zoom may have rotated the refresh token).
+            raise TokenUnavailable(
+                Category.TIMED_OUT, "Zoom is slow to refresh this connection's token; try again.", retry_after=3
+            ) from None
         except zoom.ZoomRetryableError as exc:
             budget.zoom_calls += 1
             wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from django.conf import settings as django_settings
 from django.db import connection as db_connection
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, WHSEC
@@ -75,7 +76,24 @@ class Broker:
                 "--threads",
                 "8",
             ],
-            "worker": [str(VENV_BIN / "celery"), "-A", "brokerproject", "worker", "--concurrency", "4", "-l", "INFO"],
+            # One worker per queue, as docker compose runs them.
+            **{
+                f"worker-{queue}": [
+                    str(VENV_BIN / "celery"),
+                    "-A",
+                    "brokerproject",
+                    "worker",
+                    "--queues",
+                    queue,
+                    "--hostname",
+                    f"{queue}@%h",
+                    "--concurrency",
+                    "4" if queue in ("refresh", "zoom-events") else "2",
+                    "-l",
+                    "INFO",
+                ]
+                for queue in django_settings.CELERY_QUEUES_BY_JOB
+            },
             "beat": [
                 str(VENV_BIN / "celery"),
                 "-A",
@@ -115,7 +133,7 @@ class Broker:
             except requests.RequestException as exc:
                 last = repr(exc)
             time.sleep(0.5)
-        raise RuntimeError(f"the broker did not become ready: {last}\n{self.log('worker')[-2000:]}")
+        raise RuntimeError(f"the broker did not become ready: {last}\n{self.log('worker-celery')[-2000:]}")
 
     def signal(self, name: str, signum: int) -> None:
         self.processes[name].send_signal(signum)

@@ -59,6 +59,11 @@ def json_response(status: int, body) -> Response:
     return Response(status=status, body=body)
 
 
+# A handler's answer that makes the server close the connection without a response: the work
+# was done, the answer is lost (what a client sees when a gateway or the network drops it).
+DROP = Response(status=0)
+
+
 class FakeServer:
     """Subclasses add routes with self.route(method, pattern, handler)."""
 
@@ -92,6 +97,9 @@ class FakeServer:
                     body=body,
                 )
                 response = server.dispatch(request)
+                if response.status == 0:
+                    self.close_connection = True
+                    return
                 payload, content_type = response.encoded()
                 self.send_response(response.status)
                 headers = {"Content-Type": content_type, **response.headers}

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from .http import FakeServer, Request, Response, json_response
+from .http import DROP, FakeServer, Request, Response, json_response
 
 CODE_TTL = 300
 ZAK_TTL = 7200
@@ -136,7 +136,12 @@ class FakeZoom(FakeServer):
                 "fail_status": 500,
                 "hang_next": 0,
                 "hang_seconds": 10.0,
-                "refresh_delay": 0.0,
+                "refresh_delay": 0.0,  # seconds before the refresh is done
+                # Answer late or never, *after* the work is done (the refresh token rotated, the
+                # token minted): what a slow or flaky Zoom looks like to its client.
+                "refresh_answer_delay": 0.0,
+                "refresh_drop_next": 0,
+                "mint_answer_delay": 0.0,
             }
             self.rate_window: dict[str, list[float]] = {}
             self.latency = 0.0
@@ -159,7 +164,10 @@ class FakeZoom(FakeServer):
                 self.config["fail_next"] -= 1
                 self.counters["faults"] += 1
                 status = self.config["fail_status"]
-                return zoom_error(status, status, "Internal server error, try again later.")
+                answer = zoom_error(status, status, "Internal server error, try again later.")
+                if status == 429 and self.config["retry_after"]:
+                    answer.headers["Retry-After"] = self.config["retry_after"]
+                return answer
         if hang:
             # The caller has long given up; answer without touching state, as a gateway would.
             time.sleep(hang)
@@ -302,7 +310,14 @@ class FakeZoom(FakeServer):
             delay = self.config["refresh_delay"]
             if delay:
                 time.sleep(delay)
-            return self._refresh(app, form)
+            answer = self._refresh(app, form)
+            with self.lock:
+                late, drop = self.config["refresh_answer_delay"], self.config["refresh_drop_next"] > 0
+                if drop:
+                    self.config["refresh_drop_next"] -= 1
+            if late:
+                time.sleep(late)
+            return DROP if drop else answer
         return grant_error("Unsupported grant type", "unsupported_grant_type")
 
     def _exchange(self, app: dict, form: dict) -> Response:
@@ -421,7 +436,7 @@ class FakeZoom(FakeServer):
             if problem:
                 return problem
             self._count("zak")
-            return json_response(200, {"token": self._mint("zak", entry["user_id"], ZAK_TTL)})
+            return self._late(json_response(200, {"token": self._mint("zak", entry["user_id"], ZAK_TTL)}))
         if kind == "onbehalf":
             entry, problem = self._bearer(req, SCOPE_OBF)
             if problem:
@@ -430,7 +445,8 @@ class FakeZoom(FakeServer):
             if meeting_id and meeting_id not in self.meetings:
                 return zoom_error(404, 3001, f"Meeting does not exist: {meeting_id}.")
             self._count("obf")
-            return json_response(200, {"token": self._mint("obf", entry["user_id"], OBF_TTL, meeting_id=meeting_id)})
+            token = self._mint("obf", entry["user_id"], OBF_TTL, meeting_id=meeting_id)
+            return self._late(json_response(200, {"token": token}))
         return zoom_error(400, 300, "Invalid type.")
 
     def join_token(self, req: Request) -> Response:
@@ -445,7 +461,14 @@ class FakeZoom(FakeServer):
         self._count("join_token")
         bypass = req.query.get("bypass_waiting_room") == "true"
         token = self._mint("join_token", entry["user_id"], JOIN_TOKEN_TTL, meeting_id=meeting.id, bypass=bypass)
-        return json_response(200, {"token": token, "expire_in": JOIN_TOKEN_TTL})
+        return self._late(json_response(200, {"token": token, "expire_in": JOIN_TOKEN_TTL}))
+
+    def _late(self, answer: Response) -> Response:
+        """The token is minted; the answer leaves mint_answer_delay seconds later."""
+        delay = self.config["mint_answer_delay"]
+        if delay:
+            time.sleep(delay)
+        return answer
 
     # --- control API --------------------------------------------------------------------------
     def control_app(self, req: Request) -> Response:

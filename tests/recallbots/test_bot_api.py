@@ -129,7 +129,7 @@ def test_a_queued_launch_whose_message_was_lost_is_picked_up_by_beat(
     assert tasks.bots_queued_due.run() == 0  # too young: its own message may still come
     Bot.objects.update(created_at=timezone.now() - timedelta(minutes=5))
     assert tasks.bots_queued_due.run() == 1
-    assert shared_redis().llen("celery") == 1  # enqueued again
+    assert shared_redis().llen("recall") == 1  # enqueued again, on the recall queue
     fake_recall.configure(fail_next=[])
     tasks.bot_create_at_recall.run(Bot.objects.get().pk)
     assert Bot.objects.get().recall_id in fake_recall.bots

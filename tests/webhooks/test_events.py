@@ -13,6 +13,9 @@ from webhooks import events
 from webhooks.models import Event, EventDelivery, EventEndpoint
 from zoomauth.models import ZoomConnection
 
+# Committed rows: refreshes run on their own thread and database connection.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 class Receiver(FakeServer):
     name = "customer-backend"

@@ -277,10 +277,10 @@ def test_events_taken_in_together_share_one_queue_message(client, recall_app, se
         body = json.dumps({"event": "meeting.created", "event_ts": n, "payload": {}}).encode()
         assert post_event(client, recall_app.zoom_app, body).status_code == 200
     assert ZoomWebhookDelivery.objects.count() == 5  # stored before each 200
-    assert shared_redis().llen("celery") == 0
+    assert shared_redis().llen("zoom-events") == 0
     intake_queue.flush()
-    assert shared_redis().llen("celery") == 1
-    message = json.loads(shared_redis().lindex("celery", 0))
+    assert shared_redis().llen("zoom-events") == 1  # on the queue of its own
+    message = json.loads(shared_redis().lindex("zoom-events", 0))
     assert message["headers"]["task"] == "webhooks.tasks.deliveries_received"
     sent = json.loads(__import__("base64").b64decode(message["body"]))[0][0]
     assert sorted(ids[0] for ids in sent) == sorted(ZoomWebhookDelivery.objects.values_list("pk", flat=True))

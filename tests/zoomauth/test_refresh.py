@@ -187,16 +187,17 @@ def _due_rows(zoom_app, user, n: int) -> list[int]:
     return [row.pk for row in rows]
 
 
-def test_beat_enqueues_due_connections_in_chunks_and_never_twice(zoom_app, user, fake_zoom):
+def test_beat_enqueues_one_refresh_task_per_due_connection_and_never_twice(zoom_app, user, fake_zoom):
     from brokerproject.redis_client import shared_redis
-    from zoomauth.tasks import CHUNK_SIZE, connections_refresh_if_due
+    from zoomauth.tasks import connection_refresh
 
-    ids = _due_rows(zoom_app, user, 2 * CHUNK_SIZE + 50)
+    ids = _due_rows(zoom_app, user, 250)
     queue = shared_redis()
     assert connections_refresh_due.run() == len(ids)
-    assert queue.llen("celery") == 3  # one message per chunk of CHUNK_SIZE, not one per connection
+    assert queue.llen("refresh") == len(ids)  # on the refresh queue, one connection per task
+    assert queue.llen("celery") == 0
     assert connections_refresh_due.run() == 0  # the next tick skips what is still queued
-    assert queue.llen("celery") == 3
-    fake_zoom.configure(fail_next=10_000, fail_status=503)
-    connections_refresh_if_due.run(ids[:CHUNK_SIZE])  # a worker ran the first chunk; Zoom failed, so still due
-    assert connections_refresh_due.run() == CHUNK_SIZE  # released by the chunk: claimable again
+    assert queue.llen("refresh") == len(ids)
+    fake_zoom.configure(fail_next=10, fail_status=503)
+    connection_refresh.run(ids[0])  # a worker ran it; Zoom failed, so it is still due
+    assert connections_refresh_due.run() == 1  # released by its task: claimable again

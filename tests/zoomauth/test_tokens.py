@@ -12,6 +12,9 @@ from tests.zoomauth.test_callbacks import MEETING, assert_bare_token, introspect
 from zoomauth.models import CallbackLog, ZoomConnection
 from zoomauth.services import connection_fresh_access_token
 
+# Committed rows: refreshes run on their own thread and database connection.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 @pytest.fixture
 def meeting(fake_zoom):
@@ -83,7 +86,6 @@ def _herd(url: str, n: int) -> list[requests.Response]:
         return list(pool.map(one, range(n)))
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_zak_herd_costs_exactly_one_zoom_call(connection, fake_zoom, live_server):
     fake_zoom.latency = 0.2
     responses = _herd(live_server.url + path_of(connection.zak_url), 40)
@@ -92,7 +94,6 @@ def test_a_zak_herd_costs_exactly_one_zoom_call(connection, fake_zoom, live_serv
     assert fake_zoom.counters["zak"] == 1
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_zak_herd_after_zoom_killed_the_token_costs_one_refresh_and_one_zak(connection, fake_zoom, live_server):
     expire_at_zoom(fake_zoom)
     fake_zoom.latency = 0.2
@@ -102,7 +103,6 @@ def test_a_zak_herd_after_zoom_killed_the_token_costs_one_refresh_and_one_zak(co
     assert (fake_zoom.counters["refresh_success"], fake_zoom.counters["zak"]) == (1, 1)
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_failing_zak_mint_hands_its_error_to_the_herd_instead_of_a_stampede(connection, fake_zoom, live_server):
     fake_zoom.latency = 0.2
     fake_zoom.configure(fail_next=1000, fail_status=500)
@@ -169,7 +169,6 @@ def test_a_throttle_counter_is_one_integer_whatever_the_rate(db, settings):
 # --- the audit, in batches -------------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
 def test_the_audit_is_written_in_batches_after_the_answers(connection, live_server, settings):
     import time
 
