@@ -100,6 +100,13 @@ class Bot(models.Model):
     # Recall throttled the launch: the create-bot body waits here (encrypted: its token URLs
     # carry the connection's secret) until a worker creates the bot.
     queued_payload = StrictEncryptedTextField(blank=True)
+    # A queued launch's next try; a worker claims the launch by moving it ahead (a lease), so
+    # beat's catch-up and the task's own retry never create it twice.
+    launch_next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    launch_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    # An earlier POST /api/v1/bot/ failed ambiguously (timeout, dropped connection, 502/504):
+    # Recall may hold the bot already, so it is looked up by metadata before any second POST.
+    launch_outcome_unknown = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     QUEUED = "queued"

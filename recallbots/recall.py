@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 from django.conf import settings
+from urllib3 import exceptions as urllib3_exceptions
 
 from brokerproject import http
 from brokerproject.http import parse_retry_after
@@ -47,9 +48,16 @@ class RecallNotFoundError(RecallError):
 
 
 class RecallRetryableError(RecallError):
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+    """Trying again later may work. `ambiguous`: Recall may have done the work (a timeout or a
+    dropped connection after the request was sent, a 502 or 504 from a gateway)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, ambiguous: bool = False, **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
+
+
+AMBIGUOUS_STATUSES = {502, 504}
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,13 @@ def base_url_for(region: str | None = None) -> str:
         except KeyError:
             raise RecallError(f"Unknown Recall region {region!r}.") from None
     return settings.RECALL_API_BASE_URL
+
+
+def _was_sent(exc: requests.ConnectionError) -> bool:
+    """Refused before the request left is not ambiguous; a connection dropped after it is."""
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return not isinstance(reason, urllib3_exceptions.NewConnectionError)
 
 
 def _describe(response: requests.Response, body: dict) -> str:
@@ -93,7 +108,18 @@ class RecallClient:
         self.max_attempts = max_attempts
         self.max_wait = max_wait
 
-    def _request(self, method: str, path: str, *, json: dict | None = None, params: dict | None = None) -> dict:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict | None = None,
+        params: dict | None = None,
+        repeat_ambiguous: bool = True,
+    ) -> dict:
+        """One call, retried on a retryable answer within max_attempts and max_wait. With
+        `repeat_ambiguous=False` (a create that must not happen twice) an ambiguous failure is
+        raised at once, for the caller to find out what Recall did before trying again."""
         if not self.api_key:
             raise RecallAuthError("RECALL_API_KEY is not set.")
         url = self.base_url + path
@@ -108,8 +134,12 @@ class RecallClient:
                     timeout=self.timeout,
                     headers={"Authorization": f"Token {self.api_key}", "Accept": "application/json"},
                 )
-            except requests.RequestException as exc:
-                error = RecallRetryableError(f"Could not reach Recall ({type(exc).__name__})")
+            except requests.ConnectTimeout:
+                error = RecallRetryableError("Could not connect to Recall (timeout)")
+            except requests.ConnectionError as exc:
+                error = RecallRetryableError(f"Could not reach Recall ({type(exc).__name__})", ambiguous=_was_sent(exc))
+            except requests.RequestException as exc:  # a read timeout: the request was sent
+                error = RecallRetryableError(f"Recall did not answer ({type(exc).__name__})", ambiguous=True)
             else:
                 if response.status_code < 400:
                     return response.json() if response.content else {}
@@ -121,6 +151,8 @@ class RecallClient:
                 error = self._error(response, body)
                 if not isinstance(error, RecallRetryableError):
                     raise error
+            if error.ambiguous and not repeat_ambiguous:
+                raise error
             wait = error.retry_after
             if wait is None:
                 wait = min(8.0, 0.5 * 2 ** (attempt - 1)) + random.uniform(0, 0.25)
@@ -138,7 +170,9 @@ class RecallClient:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if status == 507 and retry_after is None:
                 retry_after = BOT_POOL_EMPTY_RETRY
-            return RecallRetryableError(message, status=status, body=body, retry_after=retry_after)
+            return RecallRetryableError(
+                message, status=status, body=body, retry_after=retry_after, ambiguous=status in AMBIGUOUS_STATUSES
+            )
         if status == 401:
             return RecallAuthError(
                 f"{message}. Check RECALL_API_KEY and that it belongs to the region at {self.base_url}.",
@@ -228,13 +262,14 @@ class RecallClient:
         return AccessToken(token=token, expires_at=str(body.get("expires_at", "")))
 
     # --- Bots -----------------------------------------------------------------------------------
-    # Recall docs: POST /api/v1/bot/
+    # Recall docs: POST /api/v1/bot/. Never repeated after an ambiguous failure: the caller looks
+    # the bot up by its metadata first (find_bots), or it could put two bots in one meeting.
     def create_bot(self, payload: dict) -> dict:
-        return self._request("POST", "/api/v1/bot/", json=payload)
+        return self._request("POST", "/api/v1/bot/", json=payload, repeat_ambiguous=False)
 
-    # Recall docs: GET /api/v1/bot/{id}/
-    def get_bot(self, bot_id: str) -> dict:
-        return self._request("GET", f"/api/v1/bot/{bot_id}/")
+    # Recall docs: GET /api/v1/bot/?metadata__KEY=VALUE (only bots with every pair)
+    def find_bots(self, *, metadata: dict[str, str]) -> list[dict]:
+        return self._paginate("/api/v1/bot/", {f"metadata__{key}": value for key, value in metadata.items()})
 
     def _paginate(self, path: str, params: dict) -> list[dict]:
         results: list[dict] = []

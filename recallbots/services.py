@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -392,65 +393,115 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
     client = recall.RecallClient(max_wait=API_RECALL_MAX_WAIT) if queue_when_throttled else recall_client()
     try:
-        body = client.create_bot(payload)
+        body = _create_or_find(client, bot, payload)
     except recall.RecallRetryableError as exc:
         if not queue_when_throttled:
-            bot.status = "launch_failed"
-            bot.last_error = str(exc)[:500]
-            bot.save(update_fields=["status", "last_error"])
+            _launch_failed(bot, exc)
             raise LaunchError(f"Recall did not create the bot: {exc}") from None
+        countdown = exc.retry_after or 5
         bot.status = Bot.QUEUED
         bot.last_error = str(exc)[:500]
         bot.queued_payload = json.dumps(payload)
-        bot.save(update_fields=["status", "last_error", "queued_payload"])
-        countdown = exc.retry_after or 5
+        bot.launch_next_attempt_at = timezone.now() + timedelta(seconds=countdown)
+        bot.save(update_fields=["status", "last_error", "queued_payload", "launch_next_attempt_at"])
         transaction.on_commit(
             lambda: enqueue_safely("recallbots.tasks.bot_create_at_recall", bot.pk, countdown=countdown)
         )
         logger.info("bot launch queued: Recall is throttling", extra={"bot": bot.public_id})
         return bot
     except recall.RecallError as exc:
-        bot.status = "launch_failed"
-        bot.last_error = str(exc)[:500]
-        bot.save(update_fields=["status", "last_error"])
+        _launch_failed(bot, exc)
         raise LaunchError(f"Recall did not create the bot: {exc}") from None
-    bot.recall_id = body["id"]
-    _apply_status_changes(bot, body.get("status_changes") or [])
+    _launched(bot, body)
     bot.save()
     logger.info("bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
     return bot
 
 
-def bot_create_at_recall(*, bot_id: int) -> None:
-    """A queued launch: create the bot at Recall now. Retryable errors propagate to the task."""
-    with transaction.atomic():
-        bot = Bot.objects.select_for_update().filter(pk=bot_id, status=Bot.QUEUED).first()
-        if bot is None:
-            return
-        try:
-            body = recall_client().create_bot(json.loads(bot.queued_payload))
-        except recall.RecallRetryableError:
-            raise
-        except recall.RecallError as exc:
-            bot.status = "launch_failed"
-            bot.last_error = str(exc)[:500]
-            bot.queued_payload = ""
-            bot.save(update_fields=["status", "last_error", "queued_payload"])
-            return
-        bot.recall_id = body["id"]
-        bot.queued_payload = ""
-        bot.last_error = ""
+def _launch_failed(bot: Bot, exc: Exception) -> None:
+    bot.status = "launch_failed"
+    bot.last_error = str(exc)[:500]
+    bot.queued_payload = ""
+    bot.save(update_fields=["status", "last_error", "queued_payload"])
+
+
+def _launched(bot: Bot, body: dict) -> None:
+    bot.recall_id = body["id"]
+    bot.queued_payload = ""
+    bot.last_error = ""
+    if bot.status == Bot.QUEUED:
         bot.status = "created"
-        _apply_status_changes(bot, body.get("status_changes") or [])
-        bot.save()
+    _apply_status_changes(bot, body.get("status_changes") or [])
+
+
+def _create_or_find(client: recall.RecallClient, bot: Bot, payload: dict) -> dict:
+    """POST /api/v1/bot/, never twice for one broker bot: after an ambiguous failure (Recall may
+    have created it) the bot is looked up by its broker_bot_id metadata before any new POST."""
+    lookup = {"broker_bot_id": str(bot.public_id)}
+    if bot.launch_outcome_unknown:
+        found = client.find_bots(metadata=lookup)
+        if found:
+            return found[0]
+    try:
+        return client.create_bot(payload)
+    except recall.RecallRetryableError as exc:
+        if not exc.ambiguous:
+            raise
+        bot.launch_outcome_unknown = True
+        Bot.objects.filter(pk=bot.pk).update(launch_outcome_unknown=True)
+        found = client.find_bots(metadata=lookup)
+        if found:
+            logger.info("bot found at Recall after an ambiguous create", extra={"bot": bot.public_id})
+            return found[0]
+        raise
+
+
+def _launch_lease() -> timedelta:
+    """Long enough for a POST and a lookup at Recall, each within RECALL_HTTP_TIMEOUT."""
+    return timedelta(seconds=3 * settings.RECALL_HTTP_TIMEOUT + 10)
+
+
+def bot_create_at_recall(*, bot_id: int) -> float | None:
+    """A queued launch: one try at Recall now. Returns the delay before the next try (Recall's
+    Retry-After, or a backoff), or None when the launch is over (created, or failed for good).
+
+    The launch is claimed first (a lease on launch_next_attempt_at, no row lock held while Recall
+    answers), so the task's own retry and beat's catch-up never run it at once; no sleep here:
+    the caller schedules the next try."""
+    now = timezone.now()
+    claimed = (
+        Bot.objects.filter(pk=bot_id, status=Bot.QUEUED)
+        .filter(Q(launch_next_attempt_at__isnull=True) | Q(launch_next_attempt_at__lte=now))
+        .update(launch_next_attempt_at=now + _launch_lease(), launch_attempts=F("launch_attempts") + 1)
+    )
+    if not claimed:
+        return None
+    bot = Bot.objects.get(pk=bot_id)
+    try:
+        body = _create_or_find(recall.RecallClient(max_attempts=1), bot, json.loads(bot.queued_payload))
+    except recall.RecallRetryableError as exc:
+        delay = exc.retry_after or min(300.0, 5.0 * 2 ** min(bot.launch_attempts, 6))
+        Bot.objects.filter(pk=bot_id, status=Bot.QUEUED).update(
+            launch_next_attempt_at=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:500]
+        )
+        return delay
+    except recall.RecallError as exc:
+        _launch_failed(bot, exc)
+        return None
+    _launched(bot, body)
+    bot.launch_next_attempt_at = None
+    bot.save()
     logger.info("queued bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
+    return None
 
 
 def bots_queued_due(*, grace_seconds: int = 120) -> list[int]:
-    """Queued launches whose task may have been lost (the broker was away when they were queued):
-    beat enqueues them again; bot_create_at_recall acts only on bots still queued."""
+    """Queued launches whose next try is overdue by `grace_seconds`: their message was lost (the
+    queue was away when they were queued or rescheduled). bot_create_at_recall claims each one, so
+    a message that was only late does no harm."""
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
-    return list(Bot.objects.filter(status=Bot.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True)[:200])
+    overdue = Q(launch_next_attempt_at__lt=cutoff) | Q(launch_next_attempt_at__isnull=True, created_at__lt=cutoff)
+    return list(Bot.objects.filter(overdue, status=Bot.QUEUED).values_list("pk", flat=True)[:200])
 
 
 def _parse_time(value) -> datetime | None:

@@ -35,12 +35,12 @@ def credentials_sync_statuses() -> int:
     return count
 
 
-@shared_task(bind=True, ignore_result=True, max_retries=20, acks_late=True)
-def bot_create_at_recall(self, bot_id: int) -> None:
-    try:
-        services.bot_create_at_recall(bot_id=bot_id)
-    except recall.RecallRetryableError as exc:
-        raise self.retry(countdown=exc.retry_after or min(300, 5 * 2**self.request.retries)) from None
+@shared_task(ignore_result=True, acks_late=True)
+def bot_create_at_recall(bot_id: int) -> None:
+    """One try; the next one is a new message after Recall's Retry-After (no worker sleeps on it)."""
+    delay = services.bot_create_at_recall(bot_id=bot_id)
+    if delay is not None:
+        enqueue_safely(bot_create_at_recall, bot_id, countdown=delay)
 
 
 @shared_task(ignore_result=True)

@@ -88,7 +88,9 @@ def connections_refresh_due() -> int:
     return enqueued
 
 
-@shared_task(ignore_result=True, acks_late=True, soft_time_limit=_refresh_task_limit(), time_limit=_refresh_task_limit() + 30)
+@shared_task(
+    ignore_result=True, acks_late=True, soft_time_limit=_refresh_task_limit(), time_limit=_refresh_task_limit() + 30
+)
 def connection_refresh(connection_id: int) -> None:
     """One connection, refreshed if still due. A failure is not retried here: the connection is
     still due, so the next tick takes it again, after Zoom's Retry-After when Zoom gave one

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from .http import FakeServer, Request, Response, json_response
+from .http import DROP, FakeServer, Request, Response, json_response
 from .zoom import sign_webhook
 
 REGIONS = ("us-west-2", "us-east-1", "api", "eu-central-1", "ap-northeast-1")
@@ -63,6 +63,7 @@ class FakeRecall(FakeServer):
         r("DELETE", prefix + r"/v2/zoom-oauth-credentials/(?P<id>[\w-]+)/", self.credential_delete)
         r("GET", prefix + r"/v2/zoom-oauth-credentials/(?P<id>[\w-]+)/access-token/", self.credential_access_token)
         r("POST", prefix + "/v1/bot/", self.bot_create)
+        r("GET", prefix + "/v1/bot/", self.bot_list)
         r("GET", prefix + r"/v1/bot/(?P<id>[\w-]+)/", self.bot_get)
         r("POST", "/_control/reset", lambda req: self._ok(self.reset()))
         r("POST", "/_control/config", self.control_config)
@@ -86,6 +87,11 @@ class FakeRecall(FakeServer):
                 "step_seconds": 0.3,
                 "max_waiting_seconds": 15.0,
                 "webhook_fail_next": [],  # statuses for the next webhook receipts
+                # Bot creation only: statuses for the next creates (e.g. [507] * 50: the pool is
+                # empty for a while), and a create that is done but answered late or never.
+                "bot_create_fail_next": [],
+                "bot_create_answer_delay": 0.0,
+                "bot_create_drop_next": 0,
             }
             self.threads: list[threading.Thread] = []
 
@@ -405,6 +411,11 @@ class FakeRecall(FakeServer):
         problem = self._guard(req)
         if problem:
             return problem
+        with self.lock:
+            if self.config["bot_create_fail_next"]:
+                status = self.config["bot_create_fail_next"].pop(0)
+                headers = {"Retry-After": self.config["retry_after"]} if self.config["retry_after"] else {}
+                return Response(status, {"detail": f"Error {status}"}, headers)
         body = req.json()
         meeting_url = body.get("meeting_url", "")
         if not any(part in meeting_url for part in ZOOM_URL_PARTS):
@@ -427,7 +438,27 @@ class FakeRecall(FakeServer):
         thread = threading.Thread(target=self._simulate, args=(bot,), daemon=True, name=f"bot-{bot['id'][:8]}")
         self.threads.append(thread)
         thread.start()
-        return json_response(201, self._public(bot))
+        with self.lock:
+            late, drop = self.config["bot_create_answer_delay"], self.config["bot_create_drop_next"] > 0
+            if drop:
+                self.config["bot_create_drop_next"] -= 1
+        if late:
+            time.sleep(late)
+        return DROP if drop else json_response(201, self._public(bot))
+
+    def bot_list(self, req: Request) -> Response:
+        """GET /api/v1/bot/ with metadata__KEY=VALUE filters (every pair must match)."""
+        problem = self._guard(req)
+        if problem:
+            return problem
+        wanted = {k[len("metadata__") :]: v for k, v in req.query.items() if k.startswith("metadata__")}
+        with self.lock:
+            found = [
+                self._public(bot)
+                for bot in self.bots.values()
+                if self._region_of(bot, req) and all(bot["metadata"].get(k) == v for k, v in wanted.items())
+            ]
+        return json_response(200, {"next": None, "previous": None, "results": found})
 
     def bot_get(self, req: Request) -> Response:
         problem = self._guard(req)

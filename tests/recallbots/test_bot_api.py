@@ -76,7 +76,10 @@ def test_a_throttled_launch_is_queued_then_created_by_a_worker(api_client, backe
         cursor.execute("SELECT queued_payload FROM recallbots_bot")
         assert end_user_connection.callback_secret not in cursor.fetchone()[0]
     fake_recall.configure(fail_next=[])
-    bot_create_at_recall(bot_id=bot.pk)  # what the queued task runs
+    assert bot_create_at_recall(bot_id=bot.pk) is None  # too early: Recall asked for 30 s
+    assert bot.launch_next_attempt_at is not None
+    Bot.objects.update(launch_next_attempt_at=None)  # the 30 s have passed
+    assert bot_create_at_recall(bot_id=bot.pk) is None  # what the queued task runs
     bot.refresh_from_db()
     assert bot.recall_id in fake_recall.bots and bot.status != "queued" and bot.queued_payload == ""
 
@@ -125,12 +128,67 @@ def test_a_queued_launch_whose_message_was_lost_is_picked_up_by_beat(
 
     fake_recall.configure(fail_next=[429, 429, 429], retry_after="30")
     assert launch(api_client, backend).status_code == 202
-    shared_redis().delete("celery")  # the message is gone (the broker was away, or lost it)
-    assert tasks.bots_queued_due.run() == 0  # too young: its own message may still come
-    Bot.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    shared_redis().delete("recall")  # the message is gone (the broker was away, or lost it)
+    assert tasks.bots_queued_due.run() == 0  # not overdue: its own message may still come
+    Bot.objects.update(launch_next_attempt_at=timezone.now() - timedelta(minutes=5))
     assert tasks.bots_queued_due.run() == 1
     assert shared_redis().llen("recall") == 1  # enqueued again, on the recall queue
     fake_recall.configure(fail_next=[])
     tasks.bot_create_at_recall.run(Bot.objects.get().pk)
     assert Bot.objects.get().recall_id in fake_recall.bots
     assert tasks.bots_queued_due.run() == 0  # created: nothing left to pick up
+
+
+def bot_posts(fake_recall) -> int:
+    return sum(1 for r in fake_recall.requests_log if r["method"] == "POST" and r["path"].endswith("/v1/bot/"))
+
+
+def test_recall_answering_507_costs_one_post_per_try_and_no_wait(api_client, backend, end_user_connection, fake_recall):
+    """The pool is empty for a while: each try is one POST, and the next try is a new message
+    after Retry-After, not a worker asleep; a second message for the same launch does nothing."""
+    fake_recall.configure(bot_create_fail_next=[507] * 5, retry_after="5")
+    assert launch(api_client, backend).status_code == 202
+    bot = Bot.objects.get()
+    assert bot.status == Bot.QUEUED
+    posts = bot_posts(fake_recall)
+    Bot.objects.update(launch_next_attempt_at=None)
+    assert bot_create_at_recall(bot_id=bot.pk) == 5.0  # Recall's Retry-After, for the caller to schedule
+    assert bot_posts(fake_recall) == posts + 1
+    assert bot_create_at_recall(bot_id=bot.pk) is None  # claimed until then: a duplicate message is a no-op
+    assert bot_posts(fake_recall) == posts + 1
+    fake_recall.configure(bot_create_fail_next=[])
+    Bot.objects.update(launch_next_attempt_at=None)
+    assert bot_create_at_recall(bot_id=bot.pk) is None
+    bot.refresh_from_db()
+    assert bot.status != Bot.QUEUED and bot.recall_id in fake_recall.bots
+    assert len(fake_recall.bots) == 1
+
+
+@pytest.mark.parametrize("fault", [{"bot_create_answer_delay": 2.5}, {"bot_create_drop_next": 1}])
+def test_a_create_recall_did_but_answered_late_or_never_is_found_not_repeated(
+    api_client, backend, end_user_connection, fake_recall, settings, fault
+):
+    settings.RECALL_HTTP_TIMEOUT = 1.0
+    fake_recall.configure(**fault)
+    response = launch(api_client, backend)
+    assert response.status_code == 201, response.content
+    bot = Bot.objects.get()
+    assert len(fake_recall.bots) == 1  # exactly one bot at Recall
+    assert bot.recall_id in fake_recall.bots and bot.launch_outcome_unknown
+    assert fake_recall.bots[bot.recall_id]["metadata"]["broker_bot_id"] == str(bot.public_id)
+    assert bot_posts(fake_recall) == 1
+
+
+def test_a_queued_launch_after_an_ambiguous_failure_looks_before_posting_again(
+    api_client, backend, end_user_connection, fake_recall, settings
+):
+    settings.RECALL_HTTP_TIMEOUT = 1.0
+    fake_recall.configure(bot_create_fail_next=[504], retry_after="")  # a gateway: did Recall create it?
+    assert launch(api_client, backend).status_code == 202
+    bot = Bot.objects.get()
+    assert bot.launch_outcome_unknown and not fake_recall.bots  # looked, found nothing: queued
+    fake_recall.configure(bot_create_answer_delay=2.5)  # the next POST creates it, answers too late
+    Bot.objects.update(launch_next_attempt_at=None)
+    assert bot_create_at_recall(bot_id=bot.pk) is None  # found by its metadata right after the timeout
+    bot.refresh_from_db()
+    assert bot.recall_id in fake_recall.bots and len(fake_recall.bots) == 1

@@ -120,7 +120,9 @@ def test_the_needs_reconnect_event_commits_with_the_state_change_or_not_at_all(c
             "CREATE FUNCTION crash_on_event() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'simulated crash'; END $$ "
             "LANGUAGE plpgsql"
         )
-        cursor.execute("CREATE TRIGGER crash BEFORE INSERT ON webhooks_event FOR EACH ROW EXECUTE FUNCTION crash_on_event()")
+        cursor.execute(
+            "CREATE TRIGGER crash BEFORE INSERT ON webhooks_event FOR EACH ROW EXECUTE FUNCTION crash_on_event()"
+        )
     try:
         with pytest.raises(Exception, match="simulated crash"):
             connection_fresh_access_token(connection_id=connection.pk, min_validity=timedelta(minutes=5))
