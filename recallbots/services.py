@@ -101,8 +101,9 @@ def credential_sync_after_connect(*, connection_id: int) -> None:
             extra={"connection": connection.public_id},
         )
         return
-    # The broker being down must not fail the connect page: enqueue_safely logs and moves on.
-    enqueue_safely("recallbots.tasks.credential_create_customer_managed", connection_id)
+    # After the commit (the task must see the connection); the queue being away must not fail the
+    # connect page: enqueue_safely logs and moves on.
+    transaction.on_commit(lambda: enqueue_safely("recallbots.tasks.credential_create_customer_managed", connection_id))
 
 
 def _delete_conflicting(client: recall.RecallClient, *, recall_app: RecallOAuthApp, body: dict) -> bool:
@@ -197,6 +198,8 @@ def credential_delete_for_connection(*, connection_id: int) -> None:
         recall_client(base_url=credential.recall_app.base_url).delete_credential(credential.recall_id)
     except recall.RecallNotFoundError:
         pass
+    except recall.RecallRetryableError:
+        raise  # the task tries again later
     except recall.RecallError as exc:
         logger.warning("could not delete the Recall credential: %s", exc, extra={"credential": credential.recall_id})
         return
@@ -240,7 +243,8 @@ def on_connection_connected(sender, *, connection_id: int, **kwargs) -> None:
 
 
 def on_connection_disconnected(sender, *, connection_id: int, **kwargs) -> None:
-    credential_delete_for_connection(connection_id=connection_id)
+    # Recall is called from a task, after the commit: a disconnect answers without waiting on it.
+    transaction.on_commit(lambda: enqueue_safely("recallbots.tasks.credential_delete_for_connection", connection_id))
 
 
 def on_callback_secret_rotated(sender, *, connection_id: int, **kwargs) -> None:

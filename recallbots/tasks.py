@@ -24,6 +24,14 @@ def credential_create_customer_managed(self, connection_id: int) -> None:
         logger.warning("recall refused the credential: %s", exc, extra={"connection": connection.public_id})
 
 
+@shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=8)
+def credential_delete_for_connection(self, connection_id: int) -> None:
+    try:
+        services.credential_delete_for_connection(connection_id=connection_id)
+    except recall.RecallRetryableError as exc:
+        raise self.retry(countdown=exc.retry_after or min(900, 30 * 2**self.request.retries)) from None
+
+
 @shared_task(ignore_result=True)
 def credentials_sync_statuses() -> int:
     count = 0

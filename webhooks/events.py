@@ -23,6 +23,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from brokerproject import http, signing
@@ -65,55 +66,73 @@ def event_body(event: Event) -> bytes:
     ).encode()
 
 
-def _backoff(attempts: int) -> float:
+def backoff(attempts: int) -> float:
     return min(3600.0, 10.0 * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
 
 
+# A claimed delivery is not sent by anyone else for this long (the send's timeout and margin).
+SEND_LEASE = timedelta(seconds=SEND_TIMEOUT + 20)
+
+
 def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | None]:
-    """One send. Returns (delay before the next try or None, the next delivery to send or None)."""
-    with transaction.atomic():
-        delivery = (
-            EventDelivery.objects.select_for_update()
-            .select_related("event", "endpoint")
-            .filter(pk=delivery_id, status=EventDelivery.Status.PENDING)
-            .first()
-        )
-        if delivery is None:
-            return None, None
-        if delivery.earlier_pending().exists():
-            return None, None  # in order per connection: the earlier one enqueues this one
-        event, endpoint = delivery.event, delivery.endpoint
-        body = event_body(event)
-        now = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "webhook-id": event.message_id,
-            "webhook-timestamp": str(now),
-            "webhook-signature": signing.sign(
-                secret=endpoint.secret, msg_id=event.message_id, timestamp=now, body=body
-            ),
-        }
-        delivery.attempts += 1
-        delivery.last_attempt_at = timezone.now()
-        try:
-            response = SESSION.post(endpoint.url, data=body, headers=headers, timeout=SEND_TIMEOUT)
-            delivery.last_status_code = response.status_code
-            delivery.last_error = "" if response.ok else f"HTTP {response.status_code}"
-            succeeded = response.ok
-        except Exception as exc:  # noqa: BLE001 - any transport failure is a retry
-            delivery.last_status_code = None
-            delivery.last_error = f"{type(exc).__name__}"[:300]
-            succeeded = False
-        delay = None
-        if succeeded:
-            delivery.status = EventDelivery.Status.DELIVERED
-            delivery.delivered_at = timezone.now()
-        elif timezone.now() - event.created_at > settings.EVENT_RETRY_PERIOD:
-            delivery.status = EventDelivery.Status.FAILED
-        else:
-            delay = _backoff(delivery.attempts)
-            delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-        delivery.save()
+    """One send. Returns (delay before the next try or None, the next delivery to send or None).
+
+    One retry chain per delivery: the send is claimed first by moving `next_attempt_at` ahead (a
+    lease), so a message that arrives early, twice, or beside the sweeper's finds nothing to do.
+    No row lock is held while the receiver answers."""
+    now = timezone.now()
+    claimed = EventDelivery.objects.filter(
+        pk=delivery_id, status=EventDelivery.Status.PENDING, next_attempt_at__lte=now
+    ).update(next_attempt_at=now + SEND_LEASE)
+    if not claimed:
+        return None, None
+    delivery = EventDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    if delivery.earlier_pending().exists():
+        # In order per connection: the earlier one enqueues this one when it is done.
+        EventDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=now)
+        return None, None
+    event, endpoint = delivery.event, delivery.endpoint
+    body = event_body(event)
+    sent_at = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": event.message_id,
+        "webhook-timestamp": str(sent_at),
+        "webhook-signature": signing.sign(
+            secret=endpoint.secret, msg_id=event.message_id, timestamp=sent_at, body=body
+        ),
+    }
+    delivery.attempts += 1
+    delivery.last_attempt_at = timezone.now()
+    try:
+        response = SESSION.post(endpoint.url, data=body, headers=headers, timeout=SEND_TIMEOUT)
+        delivery.last_status_code = response.status_code
+        delivery.last_error = "" if response.ok else f"HTTP {response.status_code}"
+        succeeded = response.ok
+    except Exception as exc:  # noqa: BLE001 - any transport failure is a retry
+        delivery.last_status_code = None
+        delivery.last_error = f"{type(exc).__name__}"[:300]
+        succeeded = False
+    delay = None
+    if succeeded:
+        delivery.status = EventDelivery.Status.DELIVERED
+        delivery.delivered_at = timezone.now()
+    elif timezone.now() - event.created_at > settings.EVENT_RETRY_PERIOD:
+        delivery.status = EventDelivery.Status.FAILED
+    else:
+        delay = backoff(delivery.attempts)
+        delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    delivery.save(
+        update_fields=[
+            "attempts",
+            "last_attempt_at",
+            "last_status_code",
+            "last_error",
+            "status",
+            "delivered_at",
+            "next_attempt_at",
+        ]
+    )
     following = None
     if delivery.status != EventDelivery.Status.PENDING:
         following = delivery.next_in_line()
@@ -125,12 +144,26 @@ def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | Non
 
 
 def event_deliveries_due(*, grace_seconds: int = 30) -> list[int]:
-    """Pending deliveries whose time has come and that are first in line for their connection."""
-    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
-    due = EventDelivery.objects.filter(
-        status=EventDelivery.Status.PENDING, next_attempt_at__lte=timezone.now(), created_at__lt=cutoff
-    ).select_related("event")
-    return [delivery.pk for delivery in due.order_by("event__created_at", "pk")[:500]]
+    """Pending deliveries whose time has come and that are first in line for their connection.
+
+    Followers waiting behind an earlier pending delivery are left out in the query itself, so a
+    long line for one connection never fills the batch and starves the heads of the others."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=grace_seconds)
+    earlier = EventDelivery.objects.filter(
+        status=EventDelivery.Status.PENDING,
+        endpoint_id=OuterRef("endpoint_id"),
+        event__connection_id=OuterRef("event__connection_id"),
+        event__created_at__lt=OuterRef("event__created_at"),
+    )
+    due = (
+        EventDelivery.objects.filter(
+            status=EventDelivery.Status.PENDING, next_attempt_at__lte=now, created_at__lt=cutoff
+        )
+        .exclude(Exists(earlier))
+        .order_by("event__created_at", "pk")
+    )
+    return list(due.values_list("pk", flat=True)[:500])
 
 
 def event_delivery_replay(*, delivery: EventDelivery) -> None:

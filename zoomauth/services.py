@@ -17,8 +17,10 @@ from django.db import connections as db_connections
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from encrypted_model_fields.fields import decrypt_str, encrypt_str
 
 from brokerproject import metrics
+from brokerproject.celery import enqueue_safely
 
 from . import singleflight, token_sources, zoom
 from .models import ZoomApp, ZoomConnection, ZoomMeeting
@@ -148,11 +150,9 @@ def connection_complete_authorization(*, session, user, state: str, code: str) -
             raise ConnectFlowError(
                 "Recall-managed connections are not available here. Ask an administrator.", http_status=503
             ) from None
-        connection = source.complete_authorization(
+        return source.complete_authorization(
             user=user, app=app, code=code, redirect_uri=app.redirect_uri, code_verifier=entry["verifier"]
         )
-        _after_connect(connection)
-        return connection
 
     try:
         tokens = zoom.exchange_code(
@@ -184,9 +184,7 @@ def connection_complete_authorization(*, session, user, state: str, code: str) -
             reason="zoom_refused",
         ) from None
 
-    connection = connection_save_grant(user=user, app=app, me=me, tokens=tokens)
-    _after_connect(connection)
-    return connection
+    return connection_save_grant(user=user, app=app, me=me, tokens=tokens)
 
 
 def connection_save_grant(
@@ -220,19 +218,17 @@ def connection_save_grant(
         if not connection.callback_secret_hash:
             connection.rotate_callback_secret()
         connection.save()
+        # In the transaction: the customer's event commits with the grant or not at all.
+        token_sources.connection_connected.send(sender=ZoomConnection, connection_id=connection.pk)
     singleflight.forget(connection.zak_share_key)
     logger.info("zoom connection saved", extra={"connection": connection.public_id, "app": app.pk})
     return connection
 
 
-def _after_connect(connection: ZoomConnection) -> None:
-    transaction.on_commit(
-        lambda: token_sources.connection_connected.send(sender=ZoomConnection, connection_id=connection.pk)
-    )
-
-
 def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = True, reason: str = "") -> None:
-    """Revoke at Zoom (best effort), wipe the tokens, keep the row as revoked."""
+    """Wipe the tokens and keep the row as revoked, at once; the revoke at Zoom (best effort) and
+    what other apps do remotely (Recall's credential) run as tasks after the commit, so this
+    answers without waiting on Zoom or Recall."""
     with transaction.atomic():
         connection = ZoomConnection.objects.select_for_update().select_related("app").get(pk=connection.pk)
         token = connection.access_token or connection.refresh_token
@@ -241,17 +237,26 @@ def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = 
         connection.revoked_at = timezone.now()
         connection.is_service_account = False
         connection.last_error = reason[:300]
+        connection.refresh_started_at = None
         connection.save()
+        token_sources.connection_disconnected.send(sender=ZoomConnection, connection_id=connection.pk)
+        if revoke_at_zoom and token and connection.token_source == ZoomConnection.TokenSource.LOCAL:
+            sealed = encrypt_str(token).decode()  # the queue holds ciphertext only
+            app_id = connection.app_id
+            transaction.on_commit(lambda: enqueue_safely("zoomauth.tasks.token_revoke_at_zoom", app_id, sealed))
     singleflight.forget(connection.zak_share_key)
-    if revoke_at_zoom and token and connection.token_source == ZoomConnection.TokenSource.LOCAL:
-        try:
-            zoom.revoke_token(
-                client_id=connection.app.client_id, client_secret=connection.app.client_secret, token=token
-            )
-        except zoom.ZoomError as exc:
-            logger.info("zoom revoke failed (ignored): %s", exc, extra={"connection": connection.public_id})
-    token_sources.connection_disconnected.send(sender=ZoomConnection, connection_id=connection.pk)
     logger.info("zoom connection disconnected", extra={"connection": connection.public_id})
+
+
+def token_revoke_at_zoom(*, app_id: int, sealed_token: str) -> None:
+    """Revoke a disconnected connection's grant at Zoom. ZoomRetryableError is the task's to retry."""
+    app = ZoomApp.objects.filter(pk=app_id).first()
+    if app is None:
+        return
+    try:
+        zoom.revoke_token(client_id=app.client_id, client_secret=app.client_secret, token=decrypt_str(sealed_token))
+    except zoom.ZoomPermanentError as exc:
+        logger.info("zoom revoke refused (ignored): %s", exc, extra={"app": app_id})
 
 
 def connection_rotate_callback_secret(*, connection: ZoomConnection) -> str:

@@ -107,6 +107,14 @@ def connection_refresh(connection_id: int) -> None:
         _release([connection_id])
 
 
+@shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=8)
+def token_revoke_at_zoom(self, app_id: int, sealed_token: str) -> None:
+    try:
+        services.token_revoke_at_zoom(app_id=app_id, sealed_token=sealed_token)
+    except zoom.ZoomRetryableError as exc:
+        raise self.retry(countdown=exc.retry_after or min(900, 30 * 2**self.request.retries)) from None
+
+
 @shared_task(ignore_result=True)
 def callback_logs_prune() -> int:
     deleted, _ = CallbackLog.objects.expired(now=timezone.now()).delete()

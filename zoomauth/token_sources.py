@@ -12,9 +12,12 @@ from typing import Protocol
 
 from django.dispatch import Signal
 
-# Sent after a connection's tokens were stored (connect or reconnect), once the transaction commits.
+# The connection signals are sent inside the transaction of the state change they report: what a
+# receiver writes (the customer's event, an outbox row) commits with it or not at all. A receiver
+# that calls a remote or enqueues a task does so from transaction.on_commit.
+# Sent when a connection's tokens were stored (connect or reconnect).
 connection_connected = Signal()  # kwargs: connection_id
-# Sent after a connection was disconnected and its tokens wiped.
+# Sent when a connection was disconnected and its tokens wiped.
 connection_disconnected = Signal()  # kwargs: connection_id
 # Sent once when Zoom refused a connection's refresh token: its user must connect again.
 connection_needs_reconnect = Signal()  # kwargs: connection_id

@@ -11,7 +11,7 @@ from recallbots.services import (
     recall_app_push_secrets,
     recall_app_register,
 )
-from tests.conftest import connect_via_fake_zoom
+from tests.conftest import connect_via_fake_zoom, run_queued_tasks
 from zoomauth.models import ZoomApp, ZoomConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,6 +90,8 @@ def test_disconnect_deletes_the_credential_in_recall(recall_app, connection, fak
     credential = credential_create_customer_managed(connection=connection)
     client.force_login(connection.user)
     client.post(f"/zoom/connections/{connection.public_id}/disconnect/")
+    assert credential.recall_id in fake_recall.credentials  # the page did not wait on Recall
+    run_queued_tasks("recall")  # a task on the recall queue deletes it
     assert credential.recall_id not in fake_recall.credentials
     assert not RecallCredential.objects.exists()
 

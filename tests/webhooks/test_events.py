@@ -83,7 +83,8 @@ def test_events_survive_the_receiver_being_down_and_keep_their_order(connection,
     assert second.attempts == 0  # waits behind the first: in order per connection
     receiver.status = 200
     EventDelivery.objects.update(next_attempt_at=timezone.now())
-    assert events.event_deliveries_due(grace_seconds=-60) == [first.pk, second.pk]
+    # Only the head of the line is due: the follower is sent when the head is done.
+    assert events.event_deliveries_due(grace_seconds=-60) == [first.pk]
     delay, following = events.event_delivery_attempt(delivery_id=first.pk)
     assert delay is None and following == second.pk  # the success hands over to the next in line
     events.event_delivery_attempt(delivery_id=second.pk)
@@ -92,6 +93,28 @@ def test_events_survive_the_receiver_being_down_and_keep_their_order(connection,
     assert set(EventDelivery.objects.values_list("status", flat=True)) == {"delivered"}
     ids = [m["headers"]["webhook-id"] for m in receiver.received]
     assert ids[0] == ids[1]  # a retry carries the same webhook-id, for the receiver's dedup
+
+
+def test_one_retry_chain_per_delivery(connection, endpoint, receiver):
+    """A failed send schedules its retry; the sweeper's message or a duplicate arriving before
+    then finds nothing to do, so the receiver never gets two sends of one try."""
+    receiver.status = 503
+    events.event_emit(type=Event.Type.BOT_STATUS_CHANGED, data={}, connection_id=connection.pk)
+    delivery = EventDelivery.objects.get()
+    delay, _ = events.event_delivery_attempt(delivery_id=delivery.pk)
+    assert delay is not None and len(receiver.received) == 1
+    assert events.event_delivery_attempt(delivery_id=delivery.pk) == (None, None)  # a second chain: nothing
+    assert len(receiver.received) == 1 and EventDelivery.objects.get().attempts == 1
+
+
+def test_a_long_line_for_one_connection_does_not_starve_the_others(connection, endpoint, receiver):
+    other = ZoomConnection.objects.create(user=connection.user, app=connection.app, zoom_user_id="zu_other")
+    for n in range(600):  # the receiver is down for this connection's events: a long line
+        events.event_emit(type=Event.Type.BOT_STATUS_CHANGED, data={"n": n}, connection_id=connection.pk)
+    events.event_emit(type=Event.Type.BOT_STATUS_CHANGED, data={}, connection_id=other.pk)
+    due = events.event_deliveries_due(grace_seconds=-60)
+    heads = EventDelivery.objects.order_by("event__created_at", "pk")
+    assert due == [heads.first().pk, heads.last().pk]  # one head per connection, the other's included
 
 
 def test_a_delivery_gives_up_after_the_retry_period(connection, endpoint, receiver, settings):

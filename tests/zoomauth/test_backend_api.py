@@ -136,11 +136,20 @@ def test_only_staff_tokens_make_links_and_users_see_their_own_connections(api_cl
     assert api_client.get(f"/api/connections/{connection.public_id}/", **backend).status_code == 200
 
 
-def test_delete_revokes_at_zoom_and_wipes_the_tokens(api_client, backend, connection, fake_zoom):
-    response = api_client.delete(f"/api/connections/{connection.public_id}/", **backend)
+def test_delete_wipes_the_tokens_at_once_and_revokes_at_zoom_in_a_task(
+    api_client, backend, connection, fake_zoom, django_capture_on_commit_callbacks
+):
+    from tests.conftest import run_queued_tasks
+
+    fake_zoom.latency = 2.0  # a slow Zoom does not hold the DELETE
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.delete(f"/api/connections/{connection.public_id}/", **backend)
     assert response.status_code == 204
     stored = ZoomConnection.objects.get(pk=connection.pk)
     assert stored.status == ZoomConnection.Status.REVOKED and stored.access_token == "" and stored.refresh_token == ""
+    assert fake_zoom.counters["revoke"] == 0  # not called while the API answered
+    fake_zoom.latency = 0.0
+    assert run_queued_tasks("refresh") == 1  # the revoke task, on the Zoom-facing queue
     assert fake_zoom.counters["revoke"] == 1
     body = api_client.get(f"/api/connections/{connection.public_id}/", **backend).json()
     assert body["status"] == "revoked" and body["callback_urls"] is None

@@ -128,8 +128,14 @@ def test_reconnect_replaces_tokens_of_the_same_connection(signed_in, zoom_app, f
     assert again.token_generation == first.token_generation + 1
 
 
-def test_disconnect_revokes_at_zoom_and_wipes_tokens(signed_in, connection, fake_zoom):
-    response = signed_in.post(f"/zoom/connections/{connection.public_id}/disconnect/")
+def test_disconnect_revokes_at_zoom_and_wipes_tokens(
+    signed_in, connection, fake_zoom, django_capture_on_commit_callbacks
+):
+    from tests.conftest import run_queued_tasks
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in.post(f"/zoom/connections/{connection.public_id}/disconnect/")
+    run_queued_tasks("refresh")
     assert response.status_code == 302
     connection.refresh_from_db()
     assert connection.status == ZoomConnection.Status.REVOKED
