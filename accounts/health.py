@@ -8,6 +8,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from brokerproject.celery import app as celery_app
+from brokerproject.redis_client import quick_redis
 
 from .models import EncryptionCanary, Heartbeat
 
@@ -30,6 +31,16 @@ def _check_broker() -> tuple[bool, str]:
         return True, conn.transport.driver_name
 
 
+def _check_redis() -> tuple[bool, str]:
+    """Throttle counters, the ZAK single-flight and idempotency keys live here. Without it the
+    broker degrades (per-process counters and flights, 503 for Idempotency-Key) rather than fails."""
+    client = quick_redis()
+    if client is None:
+        return True, "not configured (embedded default: process-local state)"
+    client.ping()
+    return True, "ok"
+
+
 def _check_beat() -> tuple[bool, str]:
     beat = Heartbeat.objects.filter(name="beat").first()
     if beat is None:
@@ -42,6 +53,7 @@ def _check_beat() -> tuple[bool, str]:
 CHECKS = {
     "database": _check_database,
     "broker": _check_broker,
+    "redis": _check_redis,
     "encryption": EncryptionCanary.verify_key,
     "beat": _check_beat,
 }

@@ -1,11 +1,28 @@
 """The Redis every web, worker and beat process shares, for state that must hold across them:
 throttle counters and the token single-flight. None in the embedded default (no REDIS_URL),
-where one machine runs everything and callers fall back to process-local state."""
+where one machine runs everything and callers fall back to process-local state.
 
+Redis is a dependency that degrades, not one that fails: a caller that meets a RedisError calls
+`redis_failed()` and falls back to process-local state; for REDIS_RETRY_SECONDS after that,
+`redis_available()` says no without a round trip, so a Redis that hangs costs one short timeout
+per process, not one per request.
+"""
+
+import logging
+import threading
+import time
 from functools import cache
 
 import redis
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# After a failure, Redis is not tried again by this process for this long.
+REDIS_RETRY_SECONDS = 5.0
+
+_down_until = 0.0
+_lock = threading.Lock()
 
 
 @cache
@@ -15,7 +32,29 @@ def shared_redis() -> redis.Redis | None:
     # Blocking waits (BLPOP) last up to the callback budget: the socket timeout must outlast them.
     return redis.Redis.from_url(
         settings.REDIS_URL,
-        socket_connect_timeout=1,
+        socket_connect_timeout=0.5,
         socket_timeout=settings.CALLBACK_TIME_BUDGET + 2,
         health_check_interval=30,
     )
+
+
+@cache
+def quick_redis() -> redis.Redis | None:
+    """For single commands on the hot path (throttle counters): a Redis that does not answer
+    within half a second counts as away."""
+    if not settings.REDIS_URL:
+        return None
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.5)
+
+
+def redis_available() -> bool:
+    return time.monotonic() >= _down_until
+
+
+def redis_failed(exc: Exception) -> None:
+    global _down_until
+    with _lock:
+        first = time.monotonic() >= _down_until
+        _down_until = time.monotonic() + REDIS_RETRY_SECONDS
+    if first:
+        logger.warning("redis is away; falling back to process-local state: %s", type(exc).__name__)

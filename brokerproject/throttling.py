@@ -6,13 +6,15 @@ window costs one pipelined INCR + EXPIRE in Redis, whatever the rate. Its known 
 twice the rate across a window boundary) is acceptable for abuse limits.
 """
 
+import threading
 import time
 from dataclasses import dataclass
 
+import redis
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from .redis_client import shared_redis
+from .redis_client import quick_redis, redis_available, redis_failed
 
 
 def client_address(request) -> str:
@@ -44,10 +46,22 @@ class Window:
 
 
 def counts(windows: list[Window], *, increment: list[bool]) -> list[int]:
-    """The current count of each window, adding one to those flagged, in one round trip."""
-    client = shared_redis()
+    """The current count of each window, adding one to those flagged, in one round trip.
+
+    Redis away: counted per process instead (a limit then holds per process, not per
+    deployment), never refused for want of Redis."""
+    client = quick_redis()
     if client is None:
         return [_local_count(window, bump) for window, bump in zip(windows, increment, strict=True)]
+    if redis_available():
+        try:
+            return _redis_counts(client, windows, increment)
+        except redis.RedisError as exc:
+            redis_failed(exc)
+    return [_process_counts.count(window, bump) for window, bump in zip(windows, increment, strict=True)]
+
+
+def _redis_counts(client, windows: list[Window], increment: list[bool]) -> list[int]:
     pipe = client.pipeline(transaction=False)
     for window, bump in zip(windows, increment, strict=True):
         if bump:
@@ -61,6 +75,30 @@ def counts(windows: list[Window], *, increment: list[bool]) -> list[int]:
         values.append(int(results[position] or 0))
         position += 2 if bump else 1
     return values
+
+
+class _ProcessCounters:
+    """Fixed windows in this process's memory, for while Redis is away."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counters: dict[str, tuple[float, int]] = {}  # key -> (expires, count)
+
+    def count(self, window: Window, bump: bool) -> int:
+        now = time.monotonic()
+        with self.lock:
+            if len(self.counters) > 50_000:  # windows past their period are dropped
+                self.counters = {k: v for k, v in self.counters.items() if v[0] > now}
+            expires, value = self.counters.get(window.key, (now + window.period + 1, 0))
+            if expires <= now:
+                expires, value = now + window.period + 1, 0
+            if bump:
+                value += 1
+                self.counters[window.key] = (expires, value)
+            return value
+
+
+_process_counts = _ProcessCounters()
 
 
 def _local_count(window: Window, bump: bool) -> int:

@@ -60,6 +60,13 @@ class _CustomerApi:
     permission_classes = [IsAuthenticated]
 
 
+def _forget(cache_key: str) -> None:
+    try:
+        cache.delete(cache_key)
+    except Exception as exc:  # noqa: BLE001 - it expires on its own (120 s)
+        logger.warning("idempotency key not released: %s", type(exc).__name__)
+
+
 class BotListCreateView(_CustomerApi, APIView):
     @extend_schema(responses=BotSerializer(many=True))
     def get(self, request):
@@ -90,17 +97,30 @@ class BotListCreateView(_CustomerApi, APIView):
         if len(key) > 255:
             return Response({"detail": "Idempotency-Key is at most 255 characters."}, status=400)
         cache_key = "idempotency:bots:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
-        stored = cache.get(cache_key)
-        if stored is None and cache.add(cache_key, IN_PROGRESS, timeout=120):
+        try:
+            stored = cache.get(cache_key)
+            claimed = stored is None and cache.add(cache_key, IN_PROGRESS, timeout=120)
+        except Exception as exc:  # noqa: BLE001 - the cache (Redis) is away: keys cannot be honoured
+            logger.warning("idempotency keys unavailable: %s", type(exc).__name__)
+            unavailable = Response(
+                {"detail": "Idempotency-Key cannot be checked right now (the broker's cache is away). Try again."},
+                status=503,
+            )
+            unavailable["Retry-After"] = "5"
+            return unavailable
+        if claimed:
             try:
                 response = self._launch(request)
             except BaseException:
-                cache.delete(cache_key)
+                _forget(cache_key)
                 raise
-            if response.status_code in (201, 202, 422):  # a launch was attempted: its answer stands
-                cache.set(cache_key, {"status": response.status_code, "body": response.data}, IDEMPOTENCY_SECONDS)
-            else:
-                cache.delete(cache_key)  # bad input: nothing happened, the key may be used again
+            try:
+                if response.status_code in (201, 202, 422):  # a launch was attempted: its answer stands
+                    cache.set(cache_key, {"status": response.status_code, "body": response.data}, IDEMPOTENCY_SECONDS)
+                else:
+                    cache.delete(cache_key)  # bad input: nothing happened, the key may be used again
+            except Exception as exc:  # noqa: BLE001 - the launch happened; its answer is still the answer
+                logger.warning("idempotency key not stored: %s", type(exc).__name__)
             return response
         stored = cache.get(cache_key)
         if stored is None or stored == IN_PROGRESS:

@@ -112,30 +112,47 @@ class TokenResponse(Response):
 
 
 class CallbackThrottles:
-    """Three fixed-window counters, each one Redis round trip:
-    - per client address, counted before anything else;
-    - refused secrets and signatures per address: past the rate every request from there is 429;
+    """Fixed-window counters, one Redis round trip each (per process while Redis is away).
+
+    Recall's bots share Recall's egress addresses, so an address says little about who asks:
+    - a request with a valid Recall signature is never refused by an address limit; its failed
+      secrets are counted per (address, connection), so a few stale URLs lock out only
+      themselves, never the rest of the fleet;
+    - unsigned traffic (no verification secret configured, or not Recall) is counted per address
+      before anything else, and its failures per address as well;
     - per connection, counted only once the secret is verified, so nobody who merely knows a
       connection id (it is in logs and URLs) can use up the real bot's allowance.
     """
 
-    def __init__(self, address: str):
-        rates = api_settings.DEFAULT_THROTTLE_RATES
-        self.address = Window.for_rate("callback_address", address, rates["callback_address"])
-        self.failures = Window.for_rate("callback_failures", address, rates["callback_failures"])
-        self.rates = rates
+    def __init__(self, address: str, *, signed: bool):
+        self.rates = api_settings.DEFAULT_THROTTLE_RATES
+        self.address_ident = address
+        self.signed = signed
+        self.address = Window.for_rate("callback_address", address, self.rates["callback_address"])
+        self.address_failures = Window.for_rate("callback_failures", address, self.rates["callback_failures"])
 
-    def check_address(self) -> None:
-        requests_seen, failures = counts([self.address, self.failures], increment=[True, False])
-        if failures >= self.failures.limit:
-            raise CallbackRefused(
-                429, "Too many failed attempts from this address.", retry_after=self.failures.retry_after()
-            )
+    def _connection_failures(self, connection_param: str) -> Window:
+        ident = f"{self.address_ident}:{connection_param[:40]}"
+        return Window.for_rate("callback_failures", ident, self.rates["callback_failures"])
+
+    def check_before_secret(self, connection_param: str) -> None:
+        if self.signed:
+            lockout = self._connection_failures(connection_param)
+            (failures,) = counts([lockout], increment=[False])
+            requests_seen = 0
+        else:
+            lockout = self.address_failures
+            requests_seen, failures = counts([self.address, lockout], increment=[True, False])
+        if failures >= lockout.limit:
+            raise CallbackRefused(429, "Too many failed attempts from this address.", retry_after=lockout.retry_after())
         if requests_seen > self.address.limit:
             raise CallbackRefused(429, "Too many requests. Slow down.", retry_after=self.address.retry_after())
 
-    def record_failure(self) -> None:
-        counts([self.failures], increment=[True])
+    def record_failure(self, connection_param: str) -> None:
+        windows = [self._connection_failures(connection_param)]
+        if not self.signed:
+            windows.append(self.address_failures)
+        counts(windows, increment=[True] * len(windows))
 
     def check_connection(self, connection: ZoomConnection) -> None:
         window = Window.for_rate("callback_connection", str(connection.pk), self.rates["callback_connection"])
@@ -221,14 +238,20 @@ class TokenCallbackView(APIView):
         if kind not in CallbackLog.Kind.values:
             raise CallbackRefused(404, "Unknown token kind.")
         budget = Budget(settings.CALLBACK_TIME_BUDGET)
-        throttles = CallbackThrottles(client_address(request))
-        throttles.check_address()
+        address = client_address(request)
+        connection_param = request.query_params.get("connection", "")
         try:
-            self._check_signature(request)
+            signed = self._check_signature(request)
+        except CallbackRefused:
+            CallbackThrottles(address, signed=False).record_failure(connection_param)
+            raise
+        throttles = CallbackThrottles(address, signed=signed)
+        throttles.check_before_secret(connection_param)
+        try:
             connection = self._authenticated_connection(request)
         except CallbackRefused as refused:
             if refused.http_status == 401:
-                throttles.record_failure()
+                throttles.record_failure(connection_param)
             raise
         self.audit["connection_id"] = connection.pk
         if getattr(db, "pool", None) is not None and not db.in_atomic_block:
@@ -258,19 +281,21 @@ class TokenCallbackView(APIView):
             self.audit["zoom_calls"] = budget.zoom_calls
         return TokenResponse(token, status=200)
 
-    def _check_signature(self, request) -> None:
+    def _check_signature(self, request) -> bool:
+        """True when the request carries a valid Recall signature; 401 for a bad one."""
         secret = settings.RECALL_VERIFICATION_SECRET
         if not secret:
-            return
+            return False
         if not signing.has_signature_headers(request.headers):
             if settings.RECALL_ACCEPT_UNSIGNED_CALLBACKS:
-                return
+                return False
             raise CallbackRefused(401, "Unsigned request: Recall's webhook-signature headers are required.")
         try:
             signing.verify(secret=secret, headers=request.headers, body=b"")
         except signing.SignatureError as exc:
             raise CallbackRefused(401, f"Bad signature: {exc}.") from None
         self.audit["signature_checked"] = True
+        return True
 
     def _authenticated_connection(self, request) -> ZoomConnection:
         """The one read of the connection row per request (the refresh path re-reads under a lock).

@@ -13,19 +13,22 @@ With Redis (every deployment that has more than one process):
   gets a copy) or after the result was stored (it reads it): no waiter is missed, none polls;
 - a failure is a result too: waiters receive the winner's error instead of calling Zoom.
 
-Without Redis (the embedded default: one web process) the same happens with threads.
+Without Redis (the embedded default: one web process), or while Redis is away, the same happens
+with the threads of one process: a ZAK herd then costs one Zoom call per process, not one per bot.
 """
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis
 from django.core.cache import cache
 from encrypted_model_fields.fields import decrypt_str, encrypt_str
 
-from brokerproject.redis_client import shared_redis
+from brokerproject.redis_client import redis_available, redis_failed, shared_redis
 
 RESULT_SECONDS = 15
 
@@ -59,8 +62,21 @@ class SingleFlight:
         receive it as FlightError. The winner itself sees its own exception.
         """
         client = shared_redis()
-        if client is None:
+        if client is None or not redis_available():
             return _local.run(key, compute, wait=wait, on_error=on_error, share_seconds=self.share_seconds)
+        try:
+            return self._run_shared(client, key, compute, wait=wait, on_error=on_error)
+        except _RedisAway:
+            return _local.run(key, compute, wait=wait, on_error=on_error, share_seconds=self.share_seconds)
+
+    def _run_shared(self, client, key: str, compute, *, wait: float, on_error) -> str:
+        try:
+            return self._join_or_lead(client, key, compute, wait=wait, on_error=on_error)
+        except redis.RedisError as exc:  # before any value was computed: start over without Redis
+            redis_failed(exc)
+            raise _RedisAway() from None
+
+    def _join_or_lead(self, client, key: str, compute, *, wait: float, on_error) -> str:
         value_key, lock_key = f"sf:{key}:value", f"sf:{key}:lock"
         for _ in range(3):
             cached = client.get(value_key)
@@ -85,6 +101,16 @@ class SingleFlight:
         except Exception as exc:  # noqa: BLE001 - handed to the waiters, then re-raised
             error = exc
             payload = {"error": on_error(exc)}
+        try:
+            self._publish(client, key, flight, payload)
+        except redis.RedisError as exc:  # the value is ours all the same; waiters time out
+            redis_failed(exc)
+        if error is not None:
+            raise error
+        return value
+
+    def _publish(self, client, key: str, flight: str, payload: dict) -> None:
+        value_key, lock_key = f"sf:{key}:value", f"sf:{key}:lock"
         encoded = json.dumps(payload)
         pipe = client.pipeline(transaction=True)
         if "value" in payload:
@@ -98,9 +124,6 @@ class SingleFlight:
             pipe.expire(f"sf:{key}:{flight}:done", RESULT_SECONDS)
         pipe.eval(_RELEASE, 1, lock_key, flight)
         pipe.execute()
-        if error is not None:
-            raise error
-        return value
 
     def _follow(self, client, key: str, flight: str, wait: float) -> str:
         pipe = client.pipeline(transaction=True)
@@ -118,13 +141,19 @@ class SingleFlight:
         return _unpack(json.loads(encoded))
 
 
+class _RedisAway(Exception):
+    pass
+
+
 def forget(key: str) -> None:
     """Drop a shared value, so the next caller computes a fresh one."""
+    _local.forget(key)
     client = shared_redis()
-    if client is None:
-        cache.delete(f"sf:{key}:value")
-    else:
-        client.delete(f"sf:{key}:value")
+    if client is not None:
+        try:
+            client.delete(f"sf:{key}:value")
+        except redis.RedisError as exc:
+            redis_failed(exc)
 
 
 def _unpack(payload: dict) -> str:
@@ -134,14 +163,34 @@ def _unpack(payload: dict) -> str:
 
 
 class _LocalFlights:
-    """Threads of one process: the embedded default's single web process."""
+    """Threads of one process: the embedded default's single web process, or any process while
+    Redis is away. Values live in Django's cache without Redis (the file cache every process of
+    the embedded default shares), in this process's memory when Redis is configured but away."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.flights: dict[str, tuple[threading.Event, dict]] = {}
+        self.values: dict[str, tuple[float, str]] = {}
+
+    def _get(self, key: str) -> str | None:
+        if shared_redis() is None:
+            return cache.get(f"sf:{key}:value")
+        expires, value = self.values.get(key, (0.0, None))
+        return value if expires > time.monotonic() else None
+
+    def _set(self, key: str, value: str, seconds: int) -> None:
+        if shared_redis() is None:
+            cache.set(f"sf:{key}:value", value, seconds)
+        else:
+            self.values[key] = (time.monotonic() + seconds, value)
+
+    def forget(self, key: str) -> None:
+        self.values.pop(key, None)
+        if shared_redis() is None:
+            cache.delete(f"sf:{key}:value")
 
     def run(self, key, compute, *, wait, on_error, share_seconds) -> str:
-        cached = cache.get(f"sf:{key}:value")
+        cached = self._get(key)
         if cached:
             return decrypt_str(cached)
         with self.lock:
@@ -157,7 +206,7 @@ class _LocalFlights:
         try:
             value = compute()
             result["value"] = encrypt_str(value).decode()
-            cache.set(f"sf:{key}:value", result["value"], share_seconds)
+            self._set(key, result["value"], share_seconds)
             return value
         except Exception as exc:
             result["error"] = on_error(exc)
