@@ -92,7 +92,7 @@ class SingleFlight:
         raise FlightTimeout("no flight could be joined")
 
     def _lead(self, client, key: str, flight: str, compute, on_error) -> str:
-        value_key, lock_key = f"sf:{key}:value", f"sf:{key}:lock"
+        value_key = f"sf:{key}:value"
         error: Exception | None = None
         try:
             cached = client.get(value_key)

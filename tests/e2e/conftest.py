@@ -37,7 +37,16 @@ def free_port() -> int:
 class Broker:
     """The three broker processes and what they need to be reached."""
 
-    def __init__(self, *, fake_zoom, fake_recall, database_name: str, log_dir: Path):
+    def __init__(
+        self,
+        *,
+        fake_zoom,
+        fake_recall,
+        database_name: str,
+        log_dir: Path,
+        redis_url: str = E2E_REDIS,
+        extra_env: dict | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
@@ -48,7 +57,7 @@ class Broker:
             "SECURE_SSL_REDIRECT": "false",
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database_name}",
             "CONN_MAX_AGE": "0",
-            "REDIS_URL": E2E_REDIS,
+            "REDIS_URL": redis_url,
             "PUBLIC_BASE_URL": self.url,
             "ZOOM_OAUTH_BASE_URL": fake_zoom.base_url,
             "ZOOM_API_BASE_URL": fake_zoom.base_url + "/v2",
@@ -61,11 +70,12 @@ class Broker:
             "LOG_LEVEL": "INFO",
             "METRICS_TOKEN": METRICS_TOKEN,
             "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
+            **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> "Broker":
-        commands = {
+        self.commands = {
             "web": [
                 str(VENV_BIN / "gunicorn"),
                 "brokerproject.wsgi:application",
@@ -105,12 +115,8 @@ class Broker:
                 str(self.log_dir / "celerybeat-schedule"),
             ],
         }
-        env = {**self.env, "PORT": str(self.port)}
-        for name, command in commands.items():
-            log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            self.processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        for name in self.commands:
+            self.launch(name)
         try:
             self._wait_until_ready()
         except BaseException:
@@ -134,6 +140,22 @@ class Broker:
                 last = repr(exc)
             time.sleep(0.5)
         raise RuntimeError(f"the broker did not become ready: {last}\n{self.log('worker-celery')[-2000:]}")
+
+    def launch(self, name: str) -> None:
+        """Start one of the processes (again, after a kill)."""
+        env = {**self.env, "PORT": str(self.port)}
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(
+            self.commands[name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self, name: str) -> None:
+        """kill -9 of one process and its children (a worker's pool included)."""
+        try:
+            os.killpg(self.processes[name].pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.processes[name].wait(timeout=10)
 
     def signal(self, name: str, signum: int) -> None:
         self.processes[name].send_signal(signum)

@@ -40,6 +40,10 @@ class FakeZoomControl(_Control):
     def join(self, meeting_id: str, user_id: str) -> None:
         self._post(f"/_control/meetings/{meeting_id}/join", {"user_id": user_id})
 
+    def consent(self, **fields) -> str:
+        """Zoom's consent screen, answered: the redirect (with code and state) Zoom would send."""
+        return self._post("/_control/consent", fields)["location"]
+
     @property
     def counters(self) -> dict:
         return self._get("/_control/counters")

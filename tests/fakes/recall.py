@@ -218,6 +218,7 @@ class FakeRecall(FakeServer):
                     "signature_valid": valid,
                     "content_type": req.header("content-type"),
                     "answered": fail or (200 if valid else 401),
+                    "received_at": time.time(),
                 }
             )
         if fail:
