@@ -46,6 +46,7 @@ class Broker:
         log_dir: Path,
         redis_url: str = E2E_REDIS,
         extra_env: dict | None = None,
+        threads: int = 8,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -73,6 +74,7 @@ class Broker:
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
+        self.threads = threads
 
     def start(self) -> "Broker":
         self.commands = {
@@ -84,7 +86,7 @@ class Broker:
                 "--workers",
                 "2",
                 "--threads",
-                "8",
+                str(self.threads),
             ],
             # One worker per queue, as docker compose runs them.
             **{
@@ -157,6 +159,13 @@ class Broker:
             pass
         self.processes[name].wait(timeout=10)
 
+    def pause_group(self, name: str, signum: int) -> None:
+        """A signal to a process and its children (a worker's pool): SIGSTOP, SIGCONT."""
+        try:
+            os.killpg(self.processes[name].pid, signum)
+        except ProcessLookupError:
+            pass
+
     def signal(self, name: str, signum: int) -> None:
         self.processes[name].send_signal(signum)
 
@@ -164,7 +173,8 @@ class Broker:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        self.signal("beat", signal.SIGCONT)  # a stopped process ignores SIGTERM until continued
+        for name in self.processes:  # a stopped process ignores SIGTERM until continued
+            self.pause_group(name, signal.SIGCONT)
         for process in self.processes.values():
             try:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -233,18 +243,43 @@ def broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory):
     running.stop()
 
 
+def _busy_sessions() -> int:
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+        )
+        return cursor.fetchone()[0]
+
+
 def wait_for_quiet_database(timeout: float = 10.0) -> None:
     """Wait until no other session of the test database is inside a statement or transaction."""
     quiet_polls = 0
     deadline = time.time() + timeout
-    with db_connection.cursor() as cursor:
-        while time.time() < deadline and quiet_polls < 3:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
-            )
-            quiet_polls = quiet_polls + 1 if cursor.fetchone()[0] == 0 else 0
-            time.sleep(0.05)
+    while time.time() < deadline and quiet_polls < 3:
+        quiet_polls = quiet_polls + 1 if _busy_sessions() == 0 else 0
+        time.sleep(0.05)
+
+
+def quiesce(broker: "Broker") -> None:
+    """Before pytest-django truncates every table: beat and the workers paused (a countdown task
+    firing mid-TRUNCATE deadlocks it), never while one of them is inside a transaction."""
+    broker.signal("beat", signal.SIGSTOP)
+    workers = [name for name in broker.processes if name.startswith("worker-")]
+    for _ in range(50):
+        wait_for_quiet_database()
+        for name in workers:
+            broker.pause_group(name, signal.SIGSTOP)
+        if _busy_sessions() == 0:
+            return
+        for name in workers:
+            broker.pause_group(name, signal.SIGCONT)
+    raise RuntimeError("the broker's workers would not leave the database alone")
+
+
+def resume(broker: "Broker") -> None:
+    for name in broker.processes:
+        broker.pause_group(name, signal.SIGCONT)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Each scenario drives the broker only over HTTP and reads what the fakes observed
 import hashlib
 import json
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -29,7 +28,7 @@ from tests.fakes.http import FakeServer, json_response
 from webhooks.models import EventDelivery, EventEndpoint
 from zoomauth.models import ZoomConnection
 
-from .conftest import Broker, _scenario, free_port, wait_for, wait_for_quiet_database
+from .conftest import Broker, _scenario, free_port, quiesce, resume, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -79,6 +78,8 @@ def fault_broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory
         redis_url=private.url,
         # The issue's brownout: 300 s access tokens, refreshed well before they run out.
         extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "230"},
+        # Callbacks wait up to 4 s on a slow Zoom: production's threads (docker/gunicorn.conf.py).
+        threads=32,
     ).start()
     running.redis = private
     yield running
@@ -88,13 +89,13 @@ def fault_broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory
 
 @pytest.fixture
 def world(fault_broker, transactional_db, e2e_fakes, settings):
-    fault_broker.signal("beat", signal.SIGCONT)
+    resume(fault_broker)
     broker, fake_zoom, fake_recall, app = _scenario(fault_broker, e2e_fakes, settings)
     staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
     _, key = ApiToken.issue(user=staff, name="backend")
     yield World(broker=broker, zoom=fake_zoom, recall=fake_recall, app=app, api_key=key)
-    fault_broker.signal("beat", signal.SIGSTOP)
-    wait_for_quiet_database()
+    quiesce(fault_broker)
+    redis.Redis.from_url(fault_broker.redis.url).flushdb()  # no scheduled task outlives its scenario
 
 
 @dataclass
@@ -248,7 +249,8 @@ def test_a_zoom_brownout_costs_no_user_their_grant(world):
     assert counters["refresh_success"] > USERS  # refreshes did happen, through the brownout
     stored = ZoomConnection.objects.filter(pk__in=[c.pk for c in connections])
     assert {c.status for c in stored} == {ZoomConnection.Status.ACTIVE}
-    assert None not in statuses  # every callback answered within Recall's 5 s
+    late = [(a.kind, round(a.at, 1)) for a in answers if a.status is None]
+    assert not late, late  # every callback answered within Recall's 5 s
     assert statuses <= {200, 429, 502, 503}, statuses  # never 410, never 500
     assert all(a.retry_after for a in answers if a.status != 200)
     after = [a for a in answers if a.at >= recovered_at + 10]
@@ -284,13 +286,14 @@ def test_recall_out_of_bots_holds_neither_the_events_nor_the_launches(world, set
     acked = {}
     for n in range(100):
         body = json.dumps({"event": "meeting.started", "event_ts": n, "payload": {"object": {"id": n}}})
+        sent_at = time.time()  # the ack comes after this: lags below are upper bounds
         result = requests.post(
             world.zoom.base_url + "/_control/send-webhook",
             json={"url": world.app.webhook_url, "secret": WEBHOOK_SECRET, "raw": body},
             timeout=10,
         ).json()
         assert result["status"] == 200
-        acked[hashlib.sha256(body.encode()).hexdigest()] = time.time()
+        acked[hashlib.sha256(body.encode()).hexdigest()] = sent_at
         time.sleep(0.1)
 
     def forwarded():
@@ -299,7 +302,7 @@ def test_recall_out_of_bots_holds_neither_the_events_nor_the_launches(world, set
 
     receipts = wait_for(forwarded, timeout=30)
     lag = max(r["received_at"] - acked[r["sha256"]] for r in receipts if r["sha256"] in acked)
-    print(f"Recall 507 for every launch: 100 Zoom events forwarded, slowest {lag:.1f} s after its ack")
+    print(f"Recall 507 for every launch: 100 Zoom events forwarded, slowest at most {lag:.2f} s after its ack")
     # The events did not wait behind the launches: those are all still waiting for Recall.
     assert set(Bot.objects.filter(public_id__in=launches).values_list("status", flat=True)) == {Bot.QUEUED}
     assert len({r["sha256"] for r in receipts}) == len(receipts)  # each event once
