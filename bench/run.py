@@ -190,10 +190,11 @@ def bench_beat_tick() -> None:
 
 
 def bench_beat_fan_out() -> None:
-    """The tick's enqueue cost with everything due: chunks of CHUNK_SIZE, one broker round trip each.
+    """Everything due: the tick's cost (claims and one message per chunk of CHUNK_SIZE), then a
+    worker's cost to fan the chunks out into one refresh task per connection.
     Floor: one Redis PING round trip, measured in the same run."""
     from brokerproject.redis_client import shared_redis
-    from zoomauth.tasks import CHUNK_SIZE, connections_refresh_due
+    from zoomauth.tasks import CHUNK_SIZE, connections_refresh_due, connections_refresh_fan_out
 
     client = shared_redis()
     pings = []
@@ -208,7 +209,7 @@ def bench_beat_fan_out() -> None:
     ZoomConnection.objects.update(access_token_expires_at=now + timedelta(minutes=50))
     connections_refresh_due.run()  # warm up: the broker connection is opened on the first publish
     for due in (1_000, 100_000):
-        cache.clear()  # the broker's queue and the claims live in this Redis database
+        cache.clear()  # the broker's queues and the claims live in this Redis database
         ids = all_ids[:due]
         ZoomConnection.objects.update(access_token_expires_at=now + timedelta(minutes=50))
         ZoomConnection.objects.filter(pk__in=ids).update(access_token_expires_at=now + timedelta(minutes=2))
@@ -218,9 +219,18 @@ def bench_beat_fan_out() -> None:
         messages = client.llen("celery")
         again = connections_refresh_due.run()
         print(
-            f"  {due:>7,} due: enqueued {enqueued:,} in {wall * 1000:.0f} ms as {messages} messages "
+            f"  {due:>7,} due: tick enqueued {enqueued:,} in {wall * 1000:.0f} ms as {messages} messages "
             f"({wall * 1000 / max(1, messages):.2f} ms a message, {wall * 1000 / ping_ms / max(1, messages):.0f}× a "
             f"round trip); the next tick enqueued {again}"
+        )
+        chunk = ids[:CHUNK_SIZE]
+        started = time.perf_counter()
+        connections_refresh_fan_out.run(chunk)
+        fan_out = time.perf_counter() - started
+        print(
+            f"           a worker fans a chunk of {len(chunk)} out in {fan_out * 1000:.0f} ms "
+            f"({fan_out * 1000 / len(chunk):.2f} ms a refresh task, "
+            f"{fan_out * 1000 / ping_ms / len(chunk):.0f}× a round trip)"
         )
     cache.clear()
     ZoomConnection.objects.update(access_token_expires_at=now + timedelta(minutes=50))

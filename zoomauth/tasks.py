@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from brokerproject.celery import enqueue_many
+from brokerproject.celery import enqueue_many, enqueue_safely
 from brokerproject.redis_client import shared_redis
 
 from . import services, zoom
@@ -64,11 +64,13 @@ def _refresh_task_limit() -> int:
 
 @shared_task(ignore_result=True)
 def connections_refresh_due() -> int:
-    """Beat's tick: one task per due connection, on the refresh queue, within half the tick.
+    """Beat's tick: claim every due connection and enqueue them in chunks, within half the tick.
 
-    Connections still queued from an earlier tick are skipped (claims in Redis, one round trip per
-    chunk), so a backlog never doubles up; the messages of a chunk go out over one broker
-    connection. What does not fit in this tick's time is picked up by the next.
+    One message per chunk of CHUNK_SIZE (claims in Redis, one round trip per chunk), so the tick
+    stays cheap however many are due; a worker turns each chunk into one refresh task per
+    connection (connections_refresh_fan_out). Connections still queued from an earlier tick are
+    skipped, so a backlog never doubles up; what does not fit in this tick's time is picked up by
+    the next.
     """
     started = time.monotonic()
     deadline = settings.BEAT_REFRESH_INTERVAL / 2
@@ -77,15 +79,25 @@ def connections_refresh_due() -> int:
     for chunk in _batched(due.iterator(chunk_size=2000), CHUNK_SIZE):
         claimed = _claim(chunk)
         if claimed:
-            sent = enqueue_many(connection_refresh, [(pk,) for pk in claimed])
-            if sent < len(claimed):
-                _release(claimed[sent:])  # the broker went away: the next tick claims them again
-            enqueued += sent
+            if not enqueue_safely(connections_refresh_fan_out, claimed):
+                _release(claimed)  # the broker went away: the next tick claims them again
+                break
+            enqueued += len(claimed)
         if time.monotonic() - started > deadline:
             break
     if enqueued:
         logger.info("refresh fan-out", extra={"due": enqueued})
     return enqueued
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def connections_refresh_fan_out(connection_ids: list[int]) -> int:
+    """A chunk of claimed connections: one refresh task each on the refresh queue, published over
+    one broker connection. A refresh never shares a task (nor a time limit) with another."""
+    sent = enqueue_many(connection_refresh, [(pk,) for pk in connection_ids])
+    if sent < len(connection_ids):
+        _release(connection_ids[sent:])  # the broker went away: the next tick claims them again
+    return sent
 
 
 @shared_task(

@@ -189,15 +189,18 @@ def _due_rows(zoom_app, user, n: int) -> list[int]:
 
 def test_beat_enqueues_one_refresh_task_per_due_connection_and_never_twice(zoom_app, user, fake_zoom):
     from brokerproject.redis_client import shared_redis
-    from zoomauth.tasks import connection_refresh
+    from tests.conftest import run_queued_tasks
+    from zoomauth.tasks import CHUNK_SIZE, connection_refresh
 
-    ids = _due_rows(zoom_app, user, 250)
+    ids = _due_rows(zoom_app, user, 2 * CHUNK_SIZE + 50)
     queue = shared_redis()
     assert connections_refresh_due.run() == len(ids)
-    assert queue.llen("refresh") == len(ids)  # on the refresh queue, one connection per task
-    assert queue.llen("celery") == 0
+    assert queue.llen("celery") == 3  # the tick: one message per chunk of CHUNK_SIZE
     assert connections_refresh_due.run() == 0  # the next tick skips what is still queued
-    assert queue.llen("refresh") == len(ids)
+    assert queue.llen("celery") == 3
+    assert run_queued_tasks("celery") == 3  # a worker fans each chunk out...
+    assert queue.llen("refresh") == len(ids)  # ...into one refresh task per connection
+    assert connections_refresh_due.run() == 0  # still claimed while their tasks wait
     fake_zoom.configure(fail_next=10, fail_status=503)
     connection_refresh.run(ids[0])  # a worker ran it; Zoom failed, so it is still due
     assert connections_refresh_due.run() == 1  # released by its task: claimable again
