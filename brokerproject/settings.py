@@ -323,6 +323,9 @@ CONNECT_RETURN_URL_HOSTS = env.list("CONNECT_RETURN_URL_HOSTS", default=[])
 ZOOM_REFRESH_WINDOW = timedelta(seconds=env.int("ZOOM_REFRESH_WINDOW_SECONDS", default=600))
 # Refresh connections whose refresh token has not been used for this long (keep-alive).
 ZOOM_REFRESH_KEEPALIVE = timedelta(days=env.int("ZOOM_REFRESH_KEEPALIVE_DAYS", default=7))
+# A bot's own token URLs work until the bot ends plus this grace, and never beyond the cap.
+BOT_URL_GRACE = timedelta(seconds=env.int("BOT_URL_GRACE_SECONDS", default=300))
+BOT_URL_MAX_LIFETIME = timedelta(hours=env.int("BOT_URL_MAX_HOURS", default=24))
 # The access-token callback always returns a token with at least this much life left.
 ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=env.int("ACCESS_TOKEN_MIN_VALIDITY_SECONDS", default=300))
 # Everything a token callback does must fit in this budget (Recall gives 5 s).

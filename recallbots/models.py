@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from brokerproject.crypto import StrictEncryptedTextField
-from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
+from zoomauth.models import CallbackGrant, CallbackLog, ZoomApp, ZoomConnection
 
 
 class RecallOAuthApp(models.Model):
@@ -126,8 +126,17 @@ class Bot(models.Model):
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
 
+    @property
+    def callback_holder(self) -> str:
+        """Who the bot's token-URL credentials (zoomauth's CallbackGrant) are made for."""
+        return f"bot:{self.public_id}"
+
     def token_fetches(self):
-        """The token callbacks Recall made for this bot (never a token: the audit holds none)."""
+        """The token callbacks Recall made for this bot (never a token: the audit holds none):
+        those that came with the bot's own URLs; for bots launched before bots had their own
+        URLs, those for its connection, kinds and meeting during its life."""
+        if self.pk and CallbackGrant.objects.filter(holder=self.callback_holder).exists():
+            return CallbackLog.objects.filter(grant__holder=self.callback_holder).order_by("created_at")[:100]
         kinds = [kind.replace("_", "-") for kind in self.token_kinds]
         if self.connection_id is None or not kinds:
             return CallbackLog.objects.none()

@@ -14,10 +14,12 @@ from django.utils.dateparse import parse_datetime
 from brokerproject.celery import enqueue_safely
 from webhooks.events import event_emit
 from webhooks.models import Event
-from zoomauth.models import ZoomApp, ZoomConnection
+from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
 from zoomauth.services import (
     ConnectFlowError,
     ConnectionUnusable,
+    callback_grant_issue,
+    callback_grants_end,
     connection_for_meeting,
     connection_save_grant,
 )
@@ -38,6 +40,10 @@ OBF_WAITING_ROOM_TIMEOUT = 1200
 
 class LaunchError(Exception):
     """A bot could not be launched; the message is safe to show to the person."""
+
+
+class LaunchForbidden(LaunchError):
+    """The launch asks for tokens from a grant the launcher may not use (403)."""
 
 
 def recall_client(*, base_url: str | None = None) -> recall.RecallClient:
@@ -279,24 +285,59 @@ def credential_sync_status(*, credential: RecallCredential) -> None:
 # --- bots ------------------------------------------------------------------------------------
 
 
+# Token kinds as Bot.TokenKind spells them, and as the callback URLs (CallbackLog.Kind) do.
+CALLBACK_KIND = {
+    Bot.TokenKind.JOIN_TOKEN: CallbackLog.Kind.JOIN_TOKEN,
+    Bot.TokenKind.ZAK: CallbackLog.Kind.ZAK,
+    Bot.TokenKind.OBF: CallbackLog.Kind.OBF,
+}
+
+
+def _grant_until(join_at: datetime | None) -> datetime:
+    """A bot's URLs end when the bot does (plus a grace period); this caps a bot that never says."""
+    return (join_at or timezone.now()) + settings.BOT_URL_MAX_LIFETIME
+
+
 def bot_zoom_config(
-    *, connection: ZoomConnection, meeting_id: str, token_kinds: list[str], bypass_waiting_room: bool = False
+    *,
+    holder: str,
+    connection: ZoomConnection,
+    meeting_id: str,
+    token_kinds: list[str],
+    bypass_waiting_room: bool = False,
+    join_at: datetime | None = None,
 ) -> dict:
+    """The bot's token URLs, each with the bot's own credential (a CallbackGrant): only these
+    kinds, only this meeting, only while the bot lives. A join token comes from the meeting's
+    host, and from another user's connection only when that user allowed it."""
     zoom_config: dict[str, str] = {}
+    until = _grant_until(join_at)
     if Bot.TokenKind.JOIN_TOKEN in token_kinds:
         if not meeting_id:
             raise LaunchError("A join token needs the meeting number; this link has none.")
         host = connection_for_meeting(meeting_id=meeting_id) or connection
-        extra = {"meeting_id": meeting_id}
-        if bypass_waiting_room:
-            extra["bypass_waiting_room"] = "true"
-        zoom_config["join_token_url"] = host.callback_url("join-token", **extra)
-    if Bot.TokenKind.ZAK in token_kinds:
-        zoom_config["zak_url"] = connection.zak_url
-    if Bot.TokenKind.OBF in token_kinds:
-        if not meeting_id:
-            raise LaunchError("An OBF token needs the meeting number; this link has none.")
-        zoom_config["obf_token_url"] = connection.callback_url("obf", meeting_id=meeting_id)
+        if host.user_id != connection.user_id and not host.allow_join_tokens_for_others:
+            raise LaunchForbidden(
+                "This meeting is hosted by another user's Zoom account, which has not allowed join tokens for "
+                "other users' bots. The host can allow it on their connection (\"join tokens for other users' "
+                'bots"), or launch this bot without a join token.'
+            )
+        grant, secret = callback_grant_issue(
+            connection=host, kinds=[CallbackLog.Kind.JOIN_TOKEN], meeting_id=meeting_id, holder=holder, until=until
+        )
+        extra = {"bypass_waiting_room": "true"} if bypass_waiting_room else {}
+        zoom_config["join_token_url"] = grant.callback_url(CallbackLog.Kind.JOIN_TOKEN, secret, **extra)
+    own = [CALLBACK_KIND[k] for k in (Bot.TokenKind.ZAK, Bot.TokenKind.OBF) if k in token_kinds]
+    if Bot.TokenKind.OBF in token_kinds and not meeting_id:
+        raise LaunchError("An OBF token needs the meeting number; this link has none.")
+    if own:
+        grant, secret = callback_grant_issue(
+            connection=connection, kinds=own, meeting_id=meeting_id, holder=holder, until=until
+        )
+        if Bot.TokenKind.ZAK in token_kinds:
+            zoom_config["zak_url"] = grant.callback_url(CallbackLog.Kind.ZAK, secret)
+        if Bot.TokenKind.OBF in token_kinds:
+            zoom_config["obf_token_url"] = grant.callback_url(CallbackLog.Kind.OBF, secret)
     return zoom_config
 
 
@@ -341,15 +382,17 @@ def _meeting_id(link, connection: ZoomConnection | None) -> str:
     return link.meeting_id
 
 
-def bot_recall_payload(*, request: LaunchRequest, link, meeting_id: str) -> dict:
+def bot_recall_payload(*, request: LaunchRequest, link, meeting_id: str, holder: str) -> dict:
     """Recall's POST /api/v1/bot/ body for a launch (without the broker's own metadata)."""
     user_kinds = [k for k in request.token_kinds if k != Bot.TokenKind.ZAK or request.zak_from_user]
     zoom_config = (
         bot_zoom_config(
+            holder=holder,
             connection=request.connection,
             meeting_id=meeting_id,
             token_kinds=user_kinds,
             bypass_waiting_room=request.bypass_waiting_room,
+            join_at=request.join_at,
         )
         if request.connection is not None
         else {}
@@ -358,7 +401,14 @@ def bot_recall_payload(*, request: LaunchRequest, link, meeting_id: str) -> dict
         service = service_account_connection()
         if service is None:
             raise LaunchError("No service account is set: staff mark one Zoom connection as the service account.")
-        zoom_config["zak_url"] = service.zak_url
+        grant, secret = callback_grant_issue(
+            connection=service,
+            kinds=[CallbackLog.Kind.ZAK],
+            meeting_id=meeting_id,
+            holder=holder,
+            until=_grant_until(request.join_at),
+        )
+        zoom_config["zak_url"] = grant.callback_url(CallbackLog.Kind.ZAK, secret)
     payload: dict = {"meeting_url": link.url, "bot_name": request.bot_name}
     if zoom_config:
         payload["zoom"] = zoom_config
@@ -381,19 +431,20 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
     if request.needs_user_connection and (connection is None or not connection.is_usable):
         raise LaunchError("Connect a Zoom account first (or reconnect it): the chosen tokens come from it.")
     meeting_id = _meeting_id(link, connection)
-    payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id)
     bot_metadata = {str(k): str(v) for k, v in request.metadata.items()}
-    bot = Bot.objects.create(
-        user=request.user,
-        connection=connection,
-        meeting_url=link.url,
-        meeting_id=meeting_id,
-        meeting_passcode=link.passcode,
-        token_kinds=list(request.token_kinds),
-        bot_name=request.bot_name,
-        join_at=request.join_at,
-        metadata=bot_metadata,
-    )
+    with transaction.atomic():  # a refused launch leaves neither a bot nor URLs behind
+        bot = Bot.objects.create(
+            user=request.user,
+            connection=connection,
+            meeting_url=link.url,
+            meeting_id=meeting_id,
+            meeting_passcode=link.passcode,
+            token_kinds=list(request.token_kinds),
+            bot_name=request.bot_name,
+            join_at=request.join_at,
+            metadata=bot_metadata,
+        )
+        payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id, holder=bot.callback_holder)
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
     client = recall.RecallClient(max_wait=API_RECALL_MAX_WAIT) if queue_when_throttled else recall_client()
     try:
@@ -427,6 +478,7 @@ def _launch_failed(bot: Bot, exc: Exception) -> None:
     bot.last_error = str(exc)[:500]
     bot.queued_payload = ""
     bot.save(update_fields=["status", "last_error", "queued_payload"])
+    callback_grants_end(holder=bot.callback_holder)  # no bot: its URLs end now
 
 
 def _launched(bot: Bot, body: dict) -> None:
@@ -555,6 +607,8 @@ def bot_record_status(
             bot, [{"code": code[:50], "sub_code": (sub_code or "")[:100], "created_at": when.isoformat()}]
         )
         bot.save(update_fields=["status", "sub_code", "status_updated_at"])
+        if bot.is_final:  # its URLs work a little longer (a late fetch), then never again
+            callback_grants_end(holder=bot.callback_holder, grace=settings.BOT_URL_GRACE)
         event_emit(
             type=Event.Type.BOT_STATUS_CHANGED,
             data={

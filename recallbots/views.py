@@ -23,7 +23,7 @@ from brokerproject import jsonbody, signing
 from .forms import LaunchForm
 from .models import Bot
 from .serializers import BotSerializer, LaunchBotSerializer
-from .services import LaunchError, LaunchRequest, bot_launch, bot_record_status
+from .services import LaunchError, LaunchForbidden, LaunchRequest, bot_launch, bot_record_status
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ def launch(request):
             bot = bot_launch(request=LaunchRequest.from_cleaned(user=request.user, data=data))
         except LaunchError as exc:
             form.add_error(None, str(exc))
+            if isinstance(exc, LaunchForbidden):
+                bots = Bot.objects.filter(user=request.user)[:20]
+                return render(request, "recallbots/launch.html", {"form": form, "bots": bots}, status=403)
         else:
             messages.success(request, "Bot launched.")
             return redirect("recallbots:bot", public_id=bot.public_id)
@@ -137,6 +140,8 @@ class BotListCreateView(_CustomerApi, APIView):
             bot = bot_launch(
                 request=LaunchRequest.from_cleaned(user=request.user, data=data), queue_when_throttled=True
             )
+        except LaunchForbidden as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
         except LaunchError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
         code = status.HTTP_202_ACCEPTED if bot.status == Bot.QUEUED else status.HTTP_201_CREATED

@@ -18,6 +18,7 @@ class WebhooksConfig(AppConfig):
             receivers.on_needs_reconnect, dispatch_uid="events-needs-reconnect"
         )
         token_sources.connection_disconnected.connect(receivers.on_disconnected, dispatch_uid="events-revoked")
+        token_sources.connection_claim_refused.connect(receivers.on_claim_refused, dispatch_uid="events-claim-refused")
         # The intake's per-process cache of apps and targets forgets any change made here at once.
         for model in ("zoomauth.ZoomApp", "recallbots.RecallOAuthApp", "webhooks.ExtraForwardTarget"):
             post_save.connect(intake_apps.clear, sender=model, dispatch_uid=f"intake-apps-save-{model}")

@@ -155,6 +155,7 @@ class Event(models.Model):
         CONNECTION_CONNECTED = "connection.connected"
         CONNECTION_NEEDS_RECONNECT = "connection.needs_reconnect"
         CONNECTION_REVOKED = "connection.revoked"
+        CONNECTION_CLAIM_REFUSED = "connection.claim_refused"
         BOT_STATUS_CHANGED = "bot.status_changed"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

@@ -14,10 +14,11 @@ def connection_event_data(connection: ZoomConnection) -> dict:
     return data
 
 
-def _emit(type: str, connection_id: int) -> None:
+def _emit(type: str, connection_id: int, **extra) -> None:
     connection = ZoomConnection.objects.select_related("app", "user").filter(pk=connection_id).first()
     if connection is not None:
-        event_emit(type=type, data={"connection": connection_event_data(connection)}, connection_id=connection_id)
+        data = {"connection": connection_event_data(connection), **extra}
+        event_emit(type=type, data=data, connection_id=connection_id)
 
 
 def on_connected(sender, *, connection_id: int, **kwargs) -> None:
@@ -30,3 +31,15 @@ def on_needs_reconnect(sender, *, connection_id: int, **kwargs) -> None:
 
 def on_disconnected(sender, *, connection_id: int, **kwargs) -> None:
     _emit(Event.Type.CONNECTION_REVOKED, connection_id)
+
+
+def on_claim_refused(sender, *, connection_id: int, claimed_by_user_id: int, **kwargs) -> None:
+    """Someone else finished a Zoom consent for this connection: its owner hears of it."""
+    from django.contrib.auth import get_user_model
+
+    claimant = get_user_model().objects.filter(pk=claimed_by_user_id).first()
+    _emit(
+        Event.Type.CONNECTION_CLAIM_REFUSED,
+        connection_id,
+        claimed_by={"external_user_id": getattr(claimant, "external_user_id", None)},
+    )

@@ -13,7 +13,10 @@ The path is kept lean because bots wait on it: one row read, throttles that cost
 round trip each, no content negotiation, and the audit row written in batches after the answer is sent (audit.py).
 """
 
+import hashlib
+import hmac
 import ipaddress
+import json
 import logging
 import re
 import time
@@ -22,6 +25,7 @@ import uuid
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 from django.db import connection as db
+from django.utils import timezone
 from rest_framework import renderers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
@@ -33,7 +37,7 @@ from brokerproject import metrics, signing
 from brokerproject.throttling import Window, client_address, counts
 
 from . import audit
-from .models import CallbackLog, ZoomConnection
+from .models import CallbackGrant, CallbackLog, ZoomConnection
 from .tokens import Budget, Category, TokenRequest, TokenUnavailable, token_issue
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,15 @@ HOT_PATH_COLUMNS = (
     "callback_secret_hash",
 )
 HOT_PATH_READ = f"SELECT {', '.join(HOT_PATH_COLUMNS)} FROM {ZoomConnection._meta.db_table} WHERE public_id = %s"  # noqa: S608
+# A bot's URL: its credential and its connection in one read.
+GRANT_READ = (
+    f"SELECT {', '.join('c.' + column for column in HOT_PATH_COLUMNS)}, g.id AS grant_id, "  # noqa: S608
+    "g.secret_hash AS grant_secret_hash, g.kinds AS grant_kinds, g.meeting_id AS grant_meeting_id, "
+    "g.expires_at > %s AS grant_live "
+    f"FROM {CallbackGrant._meta.db_table} g JOIN {ZoomConnection._meta.db_table} c ON c.id = g.connection_id "
+    "WHERE g.public_id = %s"
+)
+ENDED = "This bot's token URL has ended (the bot finished, or its user reconnected or disconnected Zoom)."
 
 STATUS_FOR = {
     Category.NOT_FOUND: 404,
@@ -186,7 +199,13 @@ class TokenCallbackView(APIView):
 
     def dispatch(self, request, *args, **kwargs):
         started = time.monotonic()
-        self.audit = {"zoom_calls": 0, "signature_checked": False, "connection_id": None, "meeting_id": ""}
+        self.audit = {
+            "zoom_calls": 0,
+            "signature_checked": False,
+            "connection_id": None,
+            "grant_id": None,
+            "meeting_id": "",
+        }
         kind = kwargs.get("kind", "")
         try:
             response = super().dispatch(request, *args, **kwargs)
@@ -222,6 +241,7 @@ class TokenCallbackView(APIView):
     def _audit(self, kind: str, status_code: int, outcome: str, latency_ms: int, address: str | None) -> None:
         audit.audit_record(
             connection_id=self.audit["connection_id"],
+            grant_id=self.audit["grant_id"],
             kind=kind,
             meeting_id=self.audit["meeting_id"],
             status_code=status_code,
@@ -239,7 +259,7 @@ class TokenCallbackView(APIView):
             raise CallbackRefused(404, "Unknown token kind.")
         budget = Budget(settings.CALLBACK_TIME_BUDGET)
         address = client_address(request)
-        connection_param = request.query_params.get("connection", "")
+        connection_param = request.query_params.get("grant") or request.query_params.get("connection", "")
         try:
             signed = self._check_signature(request)
         except CallbackRefused:
@@ -254,6 +274,7 @@ class TokenCallbackView(APIView):
                 throttles.record_failure(connection_param)
             raise
         self.audit["connection_id"] = connection.pk
+        self.audit["grant_id"] = getattr(connection, "grant_id", None)
         if getattr(db, "pool", None) is not None and not db.in_atomic_block:
             db.close()  # back to the pool: minting waits on Zoom, and must not hold a connection
         throttles.check_connection(connection)
@@ -264,6 +285,8 @@ class TokenCallbackView(APIView):
             self.audit["meeting_id"] = meeting_id[:20]
             if not MEETING_ID.match(meeting_id):
                 raise CallbackRefused(400, "meeting_id is missing or is not a Zoom meeting number (9 to 13 digits).")
+        if self.audit["grant_id"] is not None:
+            _check_grant_scope(connection, kind, meeting_id)
 
         token_request = TokenRequest(
             connection=connection,
@@ -304,27 +327,57 @@ class TokenCallbackView(APIView):
         connection alive before this read. Here the read itself is the check: on a connection that
         died (a PostgreSQL restart, a failover) it is retried once on a fresh one.
         """
+        by_grant = "grant" in request.query_params
         try:
-            public_id = uuid.UUID(request.query_params.get("connection", ""))
+            public_id = uuid.UUID(request.query_params.get("grant" if by_grant else "connection", ""))
         except ValueError:
             raise CallbackRefused(401, UNKNOWN) from None
         db.health_check_done = True
+        query = GRANT_READ if by_grant else HOT_PATH_READ
         try:
-            connection = self._read_connection(public_id)
+            connection = self._read_connection(query, public_id, with_now=by_grant)
         except (InterfaceError, DatabaseError) as exc:
             if db.in_atomic_block or db.is_usable():
                 raise
             logger.info("database connection was dead; reconnecting", extra={"error": type(exc).__name__})
             db.close()
-            connection = self._read_connection(public_id)
-        if connection is None or not connection.check_callback_secret(request.query_params.get("auth_token", "")):
+            connection = self._read_connection(query, public_id, with_now=by_grant)
+        raw = request.query_params.get("auth_token", "")
+        if connection is None:
+            raise CallbackRefused(401, UNKNOWN)
+        if by_grant:
+            if not _grant_secret_matches(connection, raw):
+                raise CallbackRefused(401, UNKNOWN)
+            if not connection.grant_live:
+                raise CallbackRefused(401, ENDED)
+        elif not connection.check_callback_secret(raw):
             raise CallbackRefused(401, UNKNOWN)
         return connection
 
     @staticmethod
-    def _read_connection(public_id: uuid.UUID) -> ZoomConnection | None:
+    def _read_connection(query: str, public_id: uuid.UUID, *, with_now: bool = False) -> ZoomConnection | None:
         # Raw SQL: compiling the equivalent QuerySet was a third of this view's CPU under load.
         # The columns are what token_issue() reads; the others stay deferred (and are loaded on
-        # access, which the refresh path never needs: it re-reads the row under a lock).
+        # access, which the refresh path never needs: it re-reads the row itself).
         value = ZoomConnection._meta.get_field("public_id").get_db_prep_value(public_id, db)
-        return next(iter(ZoomConnection.objects.raw(HOT_PATH_READ, [value])), None)
+        params = [value]
+        if with_now:
+            params.insert(0, CallbackGrant._meta.get_field("expires_at").get_db_prep_value(timezone.now(), db))
+        return next(iter(ZoomConnection.objects.raw(query, params)), None)
+
+
+def _grant_secret_matches(connection: ZoomConnection, raw: str) -> bool:
+    if not raw:
+        return False
+    return hmac.compare_digest(hashlib.sha256(raw.encode()).hexdigest(), connection.grant_secret_hash)
+
+
+def _check_grant_scope(connection: ZoomConnection, kind: str, meeting_id: str) -> None:
+    """A bot's URL serves only the kinds it was launched with, and only for its meeting."""
+    kinds = connection.grant_kinds
+    if isinstance(kinds, str):  # raw() hands JSON over as text on some backends
+        kinds = json.loads(kinds)
+    if kind not in kinds:
+        raise CallbackRefused(403, f"This bot's URL is not for {kind} tokens.")
+    if meeting_id and meeting_id != connection.grant_meeting_id:
+        raise CallbackRefused(403, "This bot's URL is for another meeting.")

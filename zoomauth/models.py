@@ -119,6 +119,12 @@ class ZoomConnection(models.Model):
     is_service_account = models.BooleanField(
         default=False, help_text="Its ZAK signs bots into sign-in-required meetings when no user is named."
     )
+    allow_join_tokens_for_others = models.BooleanField(
+        "join tokens for other users' bots",
+        default=False,
+        help_text="The user allows bots launched by other users into meetings they host to get local-recording "
+        "join tokens minted from this connection.",
+    )
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
     # A refresh in flight (a lease, not a row lock: Zoom may take ZOOM_REFRESH_TIMEOUT to answer).
     refresh_started_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -223,6 +229,45 @@ class ZoomConnection(models.Model):
         return self.callback_url("zak")
 
 
+class CallbackGrantQuerySet(models.QuerySet):
+    def live(self, *, now: datetime | None = None):
+        return self.filter(expires_at__gt=now or timezone.now())
+
+
+class CallbackGrant(models.Model):
+    """A bot's own credential for token callbacks: some kinds of token, from one connection, for
+    one meeting, until the bot ends (plus a grace period). A leak at Recall exposes one meeting's
+    tokens for a while, not the user's grant. The connection's own secret stays for Recall's
+    access-token callback and the customer's backend. `holder` names who it was made for (a bot),
+    for the audit; zoomauth knows nothing else of bots."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    connection = models.ForeignKey(ZoomConnection, on_delete=models.CASCADE, related_name="callback_grants")
+    secret_hash = models.CharField(max_length=64)
+    kinds = models.JSONField(default=list)
+    meeting_id = models.CharField(max_length=20, blank=True)
+    holder = models.CharField(max_length=100, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    objects = CallbackGrantQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "bot callback credential"
+
+    def __str__(self) -> str:
+        return f"{self.holder}: {', '.join(self.kinds)}"
+
+    def check_secret(self, raw: str) -> bool:
+        return bool(raw) and hmac.compare_digest(hashlib.sha256(raw.encode()).hexdigest(), self.secret_hash)
+
+    def callback_url(self, kind: str, secret: str, **extra: str) -> str:
+        query = {"grant": str(self.public_id), "auth_token": secret, **extra}
+        if self.meeting_id and kind in (CallbackLog.Kind.OBF, CallbackLog.Kind.JOIN_TOKEN, CallbackLog.Kind.ZAK):
+            query.setdefault("meeting_id", self.meeting_id)
+        return public_url(reverse("zoomauth:token-callback", kwargs={"kind": kind}), query)
+
+
 class ZoomMeeting(models.Model):
     """Which connection hosts a meeting, learnt from meeting.created (for join tokens)."""
 
@@ -254,6 +299,10 @@ class CallbackLog(models.Model):
     )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     meeting_id = models.CharField(max_length=20, blank=True)
+    # The bot's credential the request came with (None: the connection's own secret).
+    grant = models.ForeignKey(
+        "CallbackGrant", null=True, blank=True, on_delete=models.SET_NULL, related_name="callback_logs"
+    )
     status_code = models.PositiveSmallIntegerField()
     outcome = models.CharField(max_length=200)
     latency_ms = models.PositiveIntegerField()

@@ -23,7 +23,7 @@ from brokerproject import metrics
 from brokerproject.celery import enqueue_safely
 
 from . import singleflight, token_sources, zoom
-from .models import ZoomApp, ZoomConnection, ZoomMeeting
+from .models import CallbackGrant, ZoomApp, ZoomConnection, ZoomMeeting
 
 logger = logging.getLogger(__name__)
 
@@ -190,14 +190,24 @@ def connection_complete_authorization(*, session, user, state: str, code: str) -
 def connection_save_grant(
     *, user, app: ZoomApp, me: zoom.ZoomUser, tokens: zoom.TokenSet | None, token_source: str = "local"
 ) -> ZoomConnection:
-    """Create the connection, or replace the tokens of the existing one (reconnect)."""
+    """Create the connection, or replace the tokens of the existing one (reconnect).
+
+    A Zoom account connected for one of the customer's users is never moved to another by a
+    consent (a forwarded or phished connect link): the new tokens (the same Zoom user's) go to the
+    owner's connection, the owner is told (connection_claim_refused) and the person who finished
+    the consent gets ConnectFlowError. A revoked connection may be connected by anyone."""
+    refused = False
     with transaction.atomic():
         connection = ZoomConnection.objects.select_for_update().filter(
             app=app, zoom_user_id=me.id
         ).first() or ZoomConnection(app=app, zoom_user_id=me.id)
         if connection.pk and connection.user_id != user.pk:
-            logger.info("zoom connection moves to another user", extra={"connection": connection.public_id})
-        connection.user = user
+            if connection.status != ZoomConnection.Status.REVOKED:
+                refused = True
+            else:
+                logger.info("revoked zoom connection taken by another user", extra={"connection": connection.public_id})
+        if not refused:
+            connection.user = user
         connection.zoom_account_id = me.account_id
         connection.email = me.email
         connection.pmi = me.pmi
@@ -215,12 +225,30 @@ def connection_save_grant(
             connection.revoked_at = None
             connection.consecutive_failures = 0
             connection.last_error = ""
-        if not connection.callback_secret_hash:
+        if refused:
+            pass  # the owner's URLs and bots go on: the owner did nothing
+        elif connection.pk:
+            _end_connection_secrets(connection)  # a reconnect: URLs from before stop working
+        else:
             connection.rotate_callback_secret()
         connection.save()
         # In the transaction: the customer's event commits with the grant or not at all.
-        token_sources.connection_connected.send(sender=ZoomConnection, connection_id=connection.pk)
+        if refused:
+            token_sources.connection_claim_refused.send(
+                sender=ZoomConnection, connection_id=connection.pk, claimed_by_user_id=user.pk
+            )
+        else:
+            token_sources.connection_connected.send(sender=ZoomConnection, connection_id=connection.pk)
     singleflight.forget(connection.zak_share_key)
+    if refused:
+        logger.warning("zoom connection claimed by another user: refused", extra={"connection": connection.public_id})
+        raise ConnectFlowError(
+            "This Zoom account is already connected for another user of this service, so it was not moved to "
+            "you. Its owner has been told. If it should be yours, ask them (or an administrator) to disconnect "
+            "it first, then connect again.",
+            http_status=409,
+            reason="connected_to_another_user",
+        )
     logger.info("zoom connection saved", extra={"connection": connection.public_id, "app": app.pk})
     return connection
 
@@ -238,6 +266,7 @@ def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = 
         connection.is_service_account = False
         connection.last_error = reason[:300]
         connection.refresh_started_at = None
+        _end_connection_secrets(connection)  # a URL someone leaked must not work after a reconnect
         connection.save()
         token_sources.connection_disconnected.send(sender=ZoomConnection, connection_id=connection.pk)
         if revoke_at_zoom and token and connection.token_source == ZoomConnection.TokenSource.LOCAL:
@@ -270,6 +299,39 @@ def connection_rotate_callback_secret(*, connection: ZoomConnection) -> str:
         lambda: token_sources.callback_secret_rotated.send(sender=ZoomConnection, connection_id=connection.pk)
     )
     return raw
+
+
+# --- bots' own callback credentials ----------------------------------------------------------
+
+
+def callback_grant_issue(
+    *, connection: ZoomConnection, kinds: list[str], meeting_id: str, holder: str, until: datetime
+) -> tuple[CallbackGrant, str]:
+    """A credential for one bot's token URLs: these kinds, from this connection, for this
+    meeting, until `until` (ended earlier by callback_grants_end). Returns it and its secret,
+    which is kept only hashed."""
+    raw = secrets.token_urlsafe(32)
+    grant = CallbackGrant.objects.create(
+        connection=connection,
+        secret_hash=hashlib.sha256(raw.encode()).hexdigest(),
+        kinds=sorted(set(kinds)),
+        meeting_id=meeting_id[:20],
+        holder=holder[:100],
+        expires_at=until,
+    )
+    return grant, raw
+
+
+def callback_grants_end(*, holder: str, grace: timedelta = timedelta(0)) -> int:
+    """The holder (a bot) ended: its URLs work for `grace` more, then never again."""
+    until = timezone.now() + grace
+    return CallbackGrant.objects.filter(holder=holder[:100], expires_at__gt=until).update(expires_at=until)
+
+
+def _end_connection_secrets(connection: ZoomConnection) -> None:
+    """Revoke or reconnect: every URL made before (the connection's and its bots') stops working."""
+    connection.rotate_callback_secret()
+    CallbackGrant.objects.filter(connection=connection).live().update(expires_at=timezone.now())
 
 
 # --- fresh tokens ----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ connection_connected = Signal()  # kwargs: connection_id
 connection_disconnected = Signal()  # kwargs: connection_id
 # Sent once when Zoom refused a connection's refresh token: its user must connect again.
 connection_needs_reconnect = Signal()  # kwargs: connection_id
+# Sent when another user finished a consent for a connection that is not theirs (refused).
+connection_claim_refused = Signal()  # kwargs: connection_id, claimed_by_user_id
 # Sent after a connection's callback secret was rotated (its callback URLs changed).
 callback_secret_rotated = Signal()  # kwargs: connection_id
 

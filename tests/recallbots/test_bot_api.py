@@ -34,7 +34,9 @@ def test_a_bot_for_an_external_user_uses_their_connection(api_client, backend, e
     assert response.status_code == 201, response.content
     bot = Bot.objects.get(public_id=response.json()["id"])
     assert bot.connection == end_user_connection
-    assert fake_recall.bots[bot.recall_id]["_zoom"]["obf_token_url"].startswith(end_user_connection.callback_url("obf"))
+    obf_url = fake_recall.bots[bot.recall_id]["_zoom"]["obf_token_url"]
+    assert "/recall/callbacks/obf/?grant=" in obf_url  # the bot's own credential...
+    assert end_user_connection.callback_secret not in obf_url  # ...never the connection's secret
 
 
 def test_an_external_user_without_a_connection_is_a_400(api_client, backend, end_user_connection, fake_recall):
