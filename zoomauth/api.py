@@ -91,7 +91,5 @@ class ConnectionRotateSecretView(_BackendApi, APIView):
     @extend_schema(request=None, responses={200: ConnectionSerializer})
     def post(self, request, connection_id):
         connection = get_object_or_404(visible_connections(request.user), public_id=connection_id)
-        if not connection.is_usable:
-            return Response({"detail": "This connection is not active."}, status=status.HTTP_409_CONFLICT)
-        connection_rotate_callback_secret(connection=connection)
+        connection_rotate_callback_secret(connection=connection)  # whatever its state: a leak is a leak
         return Response(ConnectionSerializer(connection).data)
