@@ -30,6 +30,7 @@ def run_queued_tasks(*queues: str) -> int:
     """A worker's turn, in this process: every message waiting on the queues (countdowns
     included) is taken off and its task run once, eagerly. Returns how many ran."""
     import base64
+    import importlib
     import json
 
     from brokerproject.celery import app
@@ -41,7 +42,9 @@ def run_queued_tasks(*queues: str) -> int:
         while (raw := client.rpop(queue)) is not None:  # kombu pushes left, workers pop right
             message = json.loads(raw)
             args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-            app.tasks[message["headers"]["task"]].apply(args=args, kwargs=kwargs)
+            name = message["headers"]["task"]
+            importlib.import_module(name.rsplit(".", 1)[0])  # registers the task if not yet imported
+            app.tasks[name].apply(args=args, kwargs=kwargs)
             ran += 1
     return ran
 
@@ -112,6 +115,9 @@ def connect_via_fake_zoom(client, fake_zoom, zoom_user_id: str = "zu_alice", app
 
     url = start or "/zoom/connect/" + (f"?app={app.public_id}" if app else "")
     response = client.get(url)
+    if start:  # a connect link's page; the user's click is a POST
+        assert response.status_code == 200, response.content
+        response = client.post(url)
     assert response.status_code == 302, response.content
     query = {k: v[0] for k, v in parse_qs(urlparse(response["Location"]).query).items()}
     location = fake_zoom.consent(

@@ -1,10 +1,35 @@
-from urllib.parse import urlparse
+import re
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import ZoomApp, ZoomConnection
+
+# What a browser reads differently from Python's URL parser: backslashes (read as "/"),
+# whitespace and control characters (stripped before parsing).
+_AMBIGUOUS = re.compile(r"[\\\x00-\x20\x7f]")
+# host[:port], nothing else: no userinfo, no brackets, no percent-encoding.
+_PLAIN_AUTHORITY = re.compile(r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?$", re.IGNORECASE)
+
+
+def return_url_problem(value: str) -> str | None:
+    """Why a connect session's return_url is refused, or None. The URL must mean the same thing
+    to a browser as to this check: https (http only with DEBUG), a plain host from
+    CONNECT_RETURN_URL_HOSTS, no userinfo, no backslash, whitespace or control character."""
+    if _AMBIGUOUS.search(value):
+        return "return_url has characters browsers read differently (a backslash, whitespace or a control character)."
+    parsed = urlsplit(value)
+    schemes = ("https", "http") if settings.DEBUG else ("https",)
+    if parsed.scheme not in schemes:
+        return "return_url must be an https:// address." if not settings.DEBUG else "return_url must be http(s)://."
+    if not value.lower().startswith(parsed.scheme + "://") or not _PLAIN_AUTHORITY.match(parsed.netloc):
+        return "return_url must be scheme://host/path, without user names, passwords or other tricks."
+    allowed = {host.lower() for host in settings.CONNECT_RETURN_URL_HOSTS}
+    if (parsed.hostname or "").lower() not in allowed:
+        return "This return_url's host is not allowed: add it to CONNECT_RETURN_URL_HOSTS."
+    return None
 
 
 class CallbackUrlsSerializer(serializers.Serializer):
@@ -57,7 +82,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
 
 class ConnectSessionRequestSerializer(serializers.Serializer):
     external_user_id = serializers.CharField(max_length=255, help_text="Your id for the end user.")
-    email = serializers.EmailField(required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     app = serializers.UUIDField(required=False, allow_null=True, help_text="The Zoom app's id; optional with one app.")
     return_url = serializers.URLField(
         required=False,
@@ -81,12 +106,9 @@ class ConnectSessionRequestSerializer(serializers.Serializer):
     def validate_return_url(self, value):
         if not value:
             return ""
-        parsed = urlparse(value)
-        allowed = {host.lower() for host in settings.CONNECT_RETURN_URL_HOSTS}
-        if parsed.scheme not in ("https", "http") or (parsed.hostname or "").lower() not in allowed:
-            raise serializers.ValidationError(
-                "This return_url's host is not allowed: add it to CONNECT_RETURN_URL_HOSTS."
-            )
+        problem = return_url_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate(self, attrs):

@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .models import ConnectSession, ZoomApp, ZoomConnection
 from .services import (
@@ -47,9 +47,11 @@ def connect(request):
     return redirect(connection_start_authorization(session=request.session, app=app))
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 def connect_session(request, token: str):
-    """A connect link made by the customer's backend: no sign-in, straight to Zoom's consent."""
+    """A connect link made by the customer's backend, no sign-in. Its GET only shows a page: mail
+    and chat previewers fetch links before the user clicks, and must not use it up. The user's
+    click (a POST) uses the link and goes on to Zoom's consent."""
     session = ConnectSession.objects.select_related("app").for_token(token[:100]).first()
     if session is None:
         return _failure_page(request, "This connect link is not valid. Ask for a new one.", 404)
@@ -57,6 +59,13 @@ def connect_session(request, token: str):
         return _failure_page(request, "This connect link was already used. Ask for a new one.", 410)
     if session.expires_at < timezone.now():
         return _failure_page(request, "This connect link has expired. Ask for a new one.", 410)
+    if request.method == "GET":
+        response = render(
+            request, "zoomauth/connect_session.html", {"app": session.app, "expires_at": session.expires_at}
+        )
+        response["Cache-Control"] = "no-store"
+        response["Referrer-Policy"] = "no-referrer"
+        return response
     if not session.claim():
         return _failure_page(request, "This connect link was already used. Ask for a new one.", 410)
     return redirect(

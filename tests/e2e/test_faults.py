@@ -7,6 +7,7 @@ Each scenario drives the broker only over HTTP and reads what the fakes observed
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -120,9 +121,11 @@ class World:
         )
         assert made.status_code == 201, made.text
         browser = requests.Session()
-        to_zoom = browser.get(made.json()["url"], allow_redirects=False, timeout=10)
-        if to_zoom.status_code == 200:  # a page with a button: the user's click is the POST
-            to_zoom = browser.post(made.json()["url"], allow_redirects=False, timeout=10)
+        page = browser.get(made.json()["url"], timeout=10)  # a page with a button...
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        to_zoom = browser.post(  # ...the user's click
+            made.json()["url"], data={"csrfmiddlewaretoken": token}, allow_redirects=False, timeout=10
+        )
         query = {k: v[0] for k, v in parse_qs(urlparse(to_zoom.headers["Location"]).query).items()}
         location = self.zoom.consent(
             client_id=query["client_id"],

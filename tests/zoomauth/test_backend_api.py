@@ -72,9 +72,12 @@ def test_an_end_user_connects_through_a_link_without_a_broker_account(api_client
 def test_a_link_is_single_use_and_expires(api_client, backend, zoom_app, fake_zoom):
     link = new_link(api_client, backend)
     browser = Client()
-    assert browser.get(path_of(link["url"])).status_code == 302
-    used = browser.get(path_of(link["url"]))
+    assert browser.get(path_of(link["url"])).status_code == 200  # a link previewer's GET...
+    assert browser.get(path_of(link["url"])).status_code == 200  # ...uses nothing up
+    assert browser.post(path_of(link["url"])).status_code == 302  # the user's click does
+    used = browser.post(path_of(link["url"]))
     assert used.status_code == 410 and b"already used" in used.content
+    assert browser.get(path_of(link["url"])).status_code == 410
     expired = new_link(api_client, backend)
     ConnectSession.objects.filter(used_at__isnull=True).update(expires_at=timezone.now() - timedelta(seconds=1))
     response = Client().get(path_of(expired["url"]))
@@ -93,7 +96,7 @@ def test_reconnecting_an_end_user_keeps_the_connection_id(api_client, backend, z
 def test_declining_in_zoom_goes_back_with_the_reason(api_client, backend, zoom_app, fake_zoom):
     link = new_link(api_client, backend, return_url=RETURN + "?from=settings")
     browser = Client()
-    to_zoom = browser.get(path_of(link["url"]))
+    to_zoom = browser.post(path_of(link["url"]))
     state = parse_qs(urlparse(to_zoom["Location"]).query)["state"][0]
     back = browser.get(f"/zoom/callback/?error=access_denied&state={state}")
     assert back.status_code == 302
