@@ -113,6 +113,7 @@ class Bot(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+        permissions = [("launch_on_any_connection", "Can launch bots with any user's Zoom connection")]
 
     def __str__(self) -> str:
         return f"{self.bot_name} → {self.meeting_id or 'meeting'} ({self.status})"

@@ -78,9 +78,10 @@ class LaunchBotSerializer(serializers.Serializer):
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), required=False, default=dict)
 
     def _visible(self):
+        """The caller's own connections; every connection with the launch-on-any permission."""
         user = self.context["request"].user
         connections = ZoomConnection.objects.select_related("app")
-        return connections if user.is_staff else connections.filter(user=user)
+        return connections if user.has_perm("recallbots.launch_on_any_connection") else connections.filter(user=user)
 
     def validate_connection(self, value):
         if value is None:

@@ -17,6 +17,7 @@ from .services import (
     connection_disconnect,
     connection_fresh_access_token,
     connection_rotate_callback_secret,
+    record_reveal,
 )
 from .token_sources import TokenSourceError
 
@@ -153,11 +154,11 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
     def reveal_callback_urls(self, request, object_id):
         """GET asks for confirmation; POST shows the URLs with their secret and records who saw them."""
         connection = get_object_or_404(ZoomConnection, pk=object_id)
-        if not self.has_change_permission(request, connection):
+        if not request.user.has_perm("zoomauth.reveal_callback_urls"):
             raise PermissionDenied
         revealed = request.method == "POST" and connection.status != ZoomConnection.Status.REVOKED
         if revealed:
-            self.log_change(request, connection, "Revealed the callback URLs (with their secret).")
+            record_reveal(user=request.user, connections=[connection], where="in the admin")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -145,6 +145,7 @@ class ZoomConnection(models.Model):
 
     class Meta:
         verbose_name = "Zoom connection"
+        permissions = [("reveal_callback_urls", "Can see full callback URLs (with their secret)")]
         constraints = [
             models.UniqueConstraint(fields=["app", "zoom_user_id"], name="one_connection_per_app_and_zoom_user"),
             models.UniqueConstraint(

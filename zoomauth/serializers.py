@@ -65,19 +65,29 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "status_reason",
             "pmi",
             "is_service_account",
+            "allow_join_tokens_for_others",
             "callback_urls",
         )
 
     @extend_schema_field(CallbackUrlsSerializer(allow_null=True))
     def get_callback_urls(self, obj) -> dict | None:
+        """In full only for the connections the view revealed (context["revealed"]), else masked."""
         if not obj.is_usable:
             return None
+        masked = obj.pk not in self.context.get("revealed", ())
         return {
-            "access_token": obj.access_token_callback_url,
-            "zak": obj.zak_url,
-            "obf": obj.callback_url("obf"),
-            "join_token": obj.callback_url("join-token"),
+            "access_token": obj.callback_url("access-token", masked=masked),
+            "zak": obj.callback_url("zak", masked=masked),
+            "obf": obj.callback_url("obf", masked=masked),
+            "join_token": obj.callback_url("join-token", masked=masked),
         }
+
+
+class ConnectionSettingsSerializer(serializers.Serializer):
+    allow_join_tokens_for_others = serializers.BooleanField(
+        help_text="Let bots launched by other users into meetings this user hosts get join tokens minted "
+        "from this connection (off by default)."
+    )
 
 
 class ConnectSessionRequestSerializer(serializers.Serializer):

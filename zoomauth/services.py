@@ -301,6 +301,31 @@ def connection_rotate_callback_secret(*, connection: ZoomConnection) -> str:
     return raw
 
 
+# --- who sees callback URLs -----------------------------------------------------------------
+
+
+def record_reveal(*, user, connections: list[ZoomConnection], where: str) -> None:
+    """Someone saw these connections' full callback URLs: written to each one's history (the
+    admin's log: who and when)."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    if not connections:
+        return
+    content_type = ContentType.objects.get_for_model(ZoomConnection)
+    LogEntry.objects.bulk_create(
+        LogEntry(
+            user_id=user.pk,
+            content_type=content_type,
+            object_id=str(connection.pk),
+            object_repr=str(connection)[:200],
+            action_flag=CHANGE,
+            change_message=f"Revealed the callback URLs (with their secret) {where}.",
+        )
+        for connection in connections
+    )
+
+
 # --- bots' own callback credentials ----------------------------------------------------------
 
 

@@ -8,6 +8,11 @@ urlpatterns = [
     path("zoom/connect/", views.connect, name="connect"),
     path("zoom/callback/", views.oauth_redirect, name="oauth-redirect"),  # the redirect URI registered in Zoom
     path("zoom/connections/<uuid:public_id>/disconnect/", views.disconnect, name="disconnect"),
+    path(
+        "zoom/connections/<uuid:public_id>/join-token-sharing/",
+        views.join_token_sharing,
+        name="join-token-sharing",
+    ),
     path("zoom/connect/s/<str:token>/", views.connect_session, name="connect-session"),
     path("recall/callbacks/<slug:kind>/", callbacks.TokenCallbackView.as_view(), name="token-callback"),
     path("api/connect-sessions/", api.ConnectSessionCreateView.as_view(), name="api-connect-sessions"),

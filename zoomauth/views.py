@@ -122,3 +122,17 @@ def disconnect(request, public_id):
     connection_disconnect(connection=connection, reason="Disconnected by the user.")
     messages.success(request, f"Disconnected {connection.email or connection.zoom_user_id}.")
     return redirect("accounts:home")
+
+
+@login_required
+@require_POST
+def join_token_sharing(request, public_id):
+    """The owner lets (or stops letting) other users' bots get join tokens from this connection."""
+    connection = get_object_or_404(ZoomConnection, public_id=public_id, user=request.user)
+    connection.allow_join_tokens_for_others = request.POST.get("allow") == "1"
+    connection.save(update_fields=["allow_join_tokens_for_others", "updated_at"])
+    if connection.allow_join_tokens_for_others:
+        messages.success(request, "Bots launched by other users into meetings you host can now get join tokens.")
+    else:
+        messages.success(request, "Only your own bots get join tokens from this connection.")
+    return redirect("accounts:home")

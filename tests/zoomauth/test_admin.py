@@ -81,5 +81,5 @@ def test_callback_urls_are_revealed_only_by_a_recorded_staff_action(client, staf
     assert (entry.user, entry.object_id, entry.get_change_message()) == (
         staff,
         str(connection.pk),
-        "Revealed the callback URLs (with their secret).",
+        "Revealed the callback URLs (with their secret) in the admin.",
     )
