@@ -26,6 +26,10 @@ _TEXT_PASSCODE = re.compile(r"\((?:Password|Passcode):\s*([^)\s]+)\)", re.IGNORE
 _URL_IN_TEXT = re.compile(r"https?://\S+", re.IGNORECASE)
 
 
+# Zoom's passcodes are short, and its encrypted pwd= values about 32 characters; the column is 100.
+MAX_PASSCODE = 100
+
+
 def parse_zoom_url(text: str) -> ZoomMeetingLink:
     text = (text or "").strip()
     if not text:
@@ -45,6 +49,8 @@ def parse_zoom_url(text: str) -> ZoomMeetingLink:
     if not passcode:
         match = _TEXT_PASSCODE.search(text)
         passcode = match.group(1) if match else ""
+    if len(passcode) > MAX_PASSCODE:
+        raise MeetingUrlError(f"The passcode in this link is longer than {MAX_PASSCODE} characters: check the link.")
     numeric = _NUMERIC_PATH.match(parsed.path)
     if numeric:
         return ZoomMeetingLink(
