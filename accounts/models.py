@@ -6,7 +6,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils import timezone
 
-from brokerproject.crypto import EncryptionKeyError, StrictEncryptedTextField
+from brokerproject.crypto import EncryptionKeyError, StrictEncryptedTextField, secret_hash
 
 
 class User(AbstractUser):
@@ -38,9 +38,7 @@ class User(AbstractUser):
         return user
 
 
-def hash_token(raw: str) -> str:
-    # The keys are 256-bit random values, so a fast hash is enough (no need for a slow KDF).
-    return hashlib.sha256(raw.encode()).hexdigest()
+hash_token = secret_hash  # API keys are 256-bit random: brokerproject.crypto's one secret hash
 
 
 class ApiTokenQuerySet(models.QuerySet):
@@ -115,3 +113,12 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+def beat_heartbeat_check() -> tuple[bool, str]:
+    """/readyz: beat (and a worker to run its heartbeat task) is alive when the heartbeat is young."""
+    beat = Heartbeat.objects.filter(name="beat").first()
+    if beat is None:
+        return False, "no heartbeat yet: is celery beat (and a worker) running?"
+    age = timezone.now() - beat.beat_at
+    return age <= settings.BEAT_HEARTBEAT_MAX_AGE, f"last heartbeat {int(age.total_seconds())}s ago"

@@ -6,6 +6,8 @@ Recall as a token. The fields here raise instead; accounts' EncryptionCanary row
 every web process and /readyz tell a wrong key from a right one before any token is read.
 """
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 
 import cryptography.fernet
@@ -30,10 +32,6 @@ class _StrictDecryptMixin:
             raise EncryptionKeyError(
                 f"{where} cannot be decrypted with any FIELD_ENCRYPTION_KEY: the key is wrong or missing."
             ) from None
-
-
-class StrictEncryptedCharField(_StrictDecryptMixin, encrypted_fields.EncryptedCharField):
-    pass
 
 
 class StrictEncryptedTextField(_StrictDecryptMixin, encrypted_fields.EncryptedTextField):
@@ -67,3 +65,14 @@ def reencrypt_all(batch_size: int = 500) -> dict[str, int]:
                     done += 1
         counts[model._meta.label] = done
     return counts
+
+
+def secret_hash(raw: str) -> str:
+    """What the broker keeps of a secret it hands out (API keys, callback and connect-link
+    secrets): its SHA-256, hex. The secrets are 256-bit random, so a plain hash is enough."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def secret_matches(raw: str, stored_hash: str) -> bool:
+    """Constant-time check of a presented secret against its stored hash."""
+    return bool(raw) and bool(stored_hash) and hmac.compare_digest(secret_hash(raw), stored_hash)

@@ -6,6 +6,7 @@ window costs one pipelined INCR + EXPIRE in Redis, whatever the rate. Its known 
 twice the rate across a window boundary) is acceptable for abuse limits.
 """
 
+import ipaddress
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +22,16 @@ def client_address(request) -> str:
     """The caller's address through NUM_PROXIES trusted proxies (X-Forwarded-For), as DRF sees it.
     Used by the callback throttles and the audit, and by django-axes for sign-in lockouts."""
     return BaseThrottle().get_ident(request)
+
+
+def client_ip(request) -> str | None:
+    """client_address as an IP address for a GenericIPAddressField, or None when it is not one."""
+    ident = client_address(request)
+    try:
+        ipaddress.ip_address(ident)
+    except ValueError:
+        return None
+    return ident
 
 
 def parse_rate(rate: str) -> tuple[int, int]:

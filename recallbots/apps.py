@@ -6,11 +6,20 @@ class RecallBotsConfig(AppConfig):
     verbose_name = "Recall bots"
 
     def ready(self):
-        # zoomauth does not import recallbots: Recall plugs in as a token source and listens.
+        # zoomauth and webhooks do not import recallbots: Recall plugs in as a token source, a
+        # forward target for Zoom's events, and listens to the connection signals.
+        from django.db.models.signals import post_delete, post_save
+
+        from webhooks.services import intake_apps, register_forward_targets
         from zoomauth import token_sources
         from zoomauth.models import ZoomConnection
 
         from . import services
+        from .models import RecallOAuthApp
+
+        register_forward_targets(services.recall_forward_targets)
+        post_save.connect(intake_apps.clear, sender=RecallOAuthApp, dispatch_uid="intake-apps-save-recall")
+        post_delete.connect(intake_apps.clear, sender=RecallOAuthApp, dispatch_uid="intake-apps-delete-recall")
 
         token_sources.register(ZoomConnection.TokenSource.RECALL, services.RecallManagedTokens())
         token_sources.connection_connected.connect(services.on_connection_connected, dispatch_uid="recall-connected")

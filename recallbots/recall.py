@@ -6,7 +6,6 @@ firewall, e.g. a localhost URL in the payload), 404.
 """
 
 import logging
-import random
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
@@ -18,6 +17,7 @@ from urllib3 import exceptions as urllib3_exceptions
 from brokerproject import http
 from brokerproject.http import parse_retry_after
 from brokerproject.logging import mask_secrets
+from brokerproject.retry import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +153,7 @@ class RecallClient:
                     raise error
             if error.ambiguous and not repeat_ambiguous:
                 raise error
-            wait = error.retry_after
-            if wait is None:
-                wait = min(8.0, 0.5 * 2 ** (attempt - 1)) + random.uniform(0, 0.25)
+            wait = backoff(attempt, base=0.5, cap=8.0, retry_after=error.retry_after)
             if attempt == self.max_attempts or waited + wait > self.max_wait:
                 raise error
             logger.info("recall retry", extra={"path": path, "status": error.status, "wait": round(wait, 2)})

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from brokerproject.celery import enqueue_safely
+from brokerproject.retry import backoff
 from webhooks.events import event_emit
 from webhooks.models import Event
 from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
@@ -74,6 +75,12 @@ def recall_app_register(*, zoom_app: ZoomApp, region: str | None = None) -> Reca
             webhook_secret=zoom_app.webhook_secret,
         )
     return RecallOAuthApp.objects.create(zoom_app=zoom_app, recall_id=body["id"], base_url=client.base_url)
+
+
+def recall_forward_targets(zoom_app: ZoomApp) -> list[str]:
+    """webhooks' forward-target provider: Recall re-verifies Zoom's events at the app's URL."""
+    recall_app = RecallOAuthApp.objects.filter(zoom_app=zoom_app).only("recall_id", "base_url").first()
+    return [recall_app.webhook_url] if recall_app is not None else []
 
 
 def recall_app_push_secrets(*, recall_app: RecallOAuthApp) -> None:
@@ -536,7 +543,7 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
     try:
         body = _create_or_find(recall.RecallClient(max_attempts=1), bot, json.loads(bot.queued_payload))
     except recall.RecallRetryableError as exc:
-        delay = exc.retry_after or min(300.0, 5.0 * 2 ** min(bot.launch_attempts, 6))
+        delay = backoff(bot.launch_attempts, base=5.0, cap=300.0, retry_after=exc.retry_after)
         Bot.objects.filter(pk=bot_id, status=Bot.QUEUED).update(
             launch_next_attempt_at=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:500]
         )

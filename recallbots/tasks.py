@@ -3,12 +3,17 @@ import logging
 from celery import shared_task
 
 from brokerproject.celery import enqueue_safely
+from brokerproject.retry import backoff
 from zoomauth.models import ZoomConnection
 
 from . import recall, services
 from .models import RecallOAuthApp
 
 logger = logging.getLogger(__name__)
+
+
+def _retry_in(task, exc: recall.RecallRetryableError) -> float:
+    return backoff(task.request.retries + 1, base=30.0, cap=900.0, retry_after=exc.retry_after)
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=6)
@@ -19,7 +24,7 @@ def credential_create_customer_managed(self, connection_id: int) -> None:
     try:
         services.credential_create_customer_managed(connection=connection)
     except recall.RecallRetryableError as exc:
-        raise self.retry(countdown=exc.retry_after or 30 * 2**self.request.retries) from None
+        raise self.retry(countdown=_retry_in(self, exc)) from None
     except recall.RecallError as exc:
         logger.warning("recall refused the credential: %s", exc, extra={"connection": connection.public_id})
 
@@ -29,7 +34,7 @@ def credential_delete_for_connection(self, connection_id: int) -> None:
     try:
         services.credential_delete_for_connection(connection_id=connection_id)
     except recall.RecallRetryableError as exc:
-        raise self.retry(countdown=exc.retry_after or min(900, 30 * 2**self.request.retries)) from None
+        raise self.retry(countdown=_retry_in(self, exc)) from None
 
 
 @shared_task(ignore_result=True)

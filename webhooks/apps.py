@@ -8,10 +8,15 @@ class WebhooksConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete, post_save
 
+        from brokerproject.health import register_gauges
         from zoomauth import token_sources
+        from zoomauth.models import ZoomApp
 
         from . import receivers
-        from .services import intake_apps
+        from .models import ExtraForwardTarget
+        from .services import delivery_gauges, intake_apps
+
+        register_gauges(delivery_gauges)
 
         token_sources.connection_connected.connect(receivers.on_connected, dispatch_uid="events-connected")
         token_sources.connection_needs_reconnect.connect(
@@ -19,7 +24,8 @@ class WebhooksConfig(AppConfig):
         )
         token_sources.connection_disconnected.connect(receivers.on_disconnected, dispatch_uid="events-revoked")
         token_sources.connection_claim_refused.connect(receivers.on_claim_refused, dispatch_uid="events-claim-refused")
-        # The intake's per-process cache of apps and targets forgets any change made here at once.
-        for model in ("zoomauth.ZoomApp", "recallbots.RecallOAuthApp", "webhooks.ExtraForwardTarget"):
-            post_save.connect(intake_apps.clear, sender=model, dispatch_uid=f"intake-apps-save-{model}")
-            post_delete.connect(intake_apps.clear, sender=model, dispatch_uid=f"intake-apps-delete-{model}")
+        # The intake's per-process cache of apps and targets forgets any change made here at once
+        # (apps that register forward targets connect their own models the same way).
+        for model in (ZoomApp, ExtraForwardTarget):
+            post_save.connect(intake_apps.clear, sender=model, dispatch_uid=f"intake-apps-save-{model.__name__}")
+            post_delete.connect(intake_apps.clear, sender=model, dispatch_uid=f"intake-apps-delete-{model.__name__}")

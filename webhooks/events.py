@@ -16,7 +16,6 @@ Standard Webhooks way and delivered durably.
 
 import json
 import logging
-import random
 import time
 from datetime import timedelta
 
@@ -28,6 +27,7 @@ from django.utils import timezone
 
 from brokerproject import http, signing
 from brokerproject.celery import enqueue_safely
+from brokerproject.retry import backoff
 
 from .models import Event, EventDelivery, EventEndpoint
 
@@ -64,10 +64,6 @@ def event_body(event: Event) -> bytes:
         cls=DjangoJSONEncoder,
         separators=(",", ":"),
     ).encode()
-
-
-def backoff(attempts: int) -> float:
-    return min(3600.0, 10.0 * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
 
 
 # A claimed delivery is not sent by anyone else for this long (the send's timeout and margin).
@@ -120,7 +116,7 @@ def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | Non
     elif timezone.now() - event.created_at > settings.EVENT_RETRY_PERIOD:
         delivery.status = EventDelivery.Status.FAILED
     else:
-        delay = backoff(delivery.attempts)
+        delay = backoff(delivery.attempts, base=10.0, cap=3600.0)
         delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
     delivery.save(
         update_fields=[

@@ -1,6 +1,5 @@
 import base64
 import hashlib
-import random
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -10,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from brokerproject.crypto import StrictEncryptedTextField
+from brokerproject.retry import backoff
 from zoomauth.models import ZoomApp, ZoomConnection
 
 
@@ -78,8 +78,7 @@ class ZoomWebhookDelivery(models.Model):
     def schedule_retry(self, *, retry_after: float | None = None, now: datetime | None = None) -> bool:
         """Exponential backoff with full jitter; False once the forwarding period is over."""
         now = now or timezone.now()
-        base = min(3600.0, 10.0 * 2 ** max(0, self.attempts - 1))
-        delay = max(retry_after or 0.0, random.uniform(base / 2, base))
+        delay = backoff(self.attempts, base=10.0, cap=3600.0, retry_after=retry_after)
         when = now + timedelta(seconds=delay)
         if when > self.give_up_at():
             return False

@@ -1,5 +1,6 @@
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import requests
@@ -42,14 +43,7 @@ class IntakeApps:
         entry = self.entries.get(key)
         if entry is not None and entry[0] > time.monotonic():
             return entry[1], entry[2]
-        app = (
-            ZoomApp.objects.select_related("recall_app")
-            .only(
-                "id", "public_id", "webhook_secret", "recall_app__id", "recall_app__recall_id", "recall_app__base_url"
-            )
-            .filter(public_id=public_id)
-            .first()
-        )
+        app = ZoomApp.objects.only("id", "public_id", "webhook_secret").filter(public_id=public_id).first()
         if app is None:
             self.entries.pop(key, None)
             return None
@@ -61,22 +55,23 @@ class IntakeApps:
         self.entries.clear()
 
 
-INTAKE_APP_FIELDS = (
-    "id",
-    "public_id",
-    "webhook_secret",
-    "recall_app__id",
-    "recall_app__recall_id",
-    "recall_app__base_url",
-)
 intake_apps = IntakeApps()
+
+# Where an app's events go besides its extra targets: providers registered from the AppConfig.ready()
+# of the apps that need Zoom's events (recallbots: the app's Recall webhook URL). webhooks knows
+# none of them.
+_target_providers: list[Callable[[ZoomApp], list[str]]] = []
+
+
+def register_forward_targets(provider: Callable[[ZoomApp], list[str]]) -> None:
+    """`provider(zoom_app)` returns URLs that get every event of that app, byte for byte. A
+    provider whose answer changes (a registration saved or deleted) calls `intake_apps.clear`."""
+    if provider not in _target_providers:
+        _target_providers.append(provider)
 
 
 def forward_targets(app: ZoomApp) -> list[str]:
-    targets = []
-    recall_app = getattr(app, "recall_app", None)  # reverse one-to-one: None when not registered
-    if recall_app is not None:
-        targets.append(recall_app.webhook_url)
+    targets = [url for provider in _target_providers for url in provider(app)]
     targets.extend(app.extra_forward_targets.filter(enabled=True).values_list("url", flat=True))
     return targets
 
@@ -89,7 +84,7 @@ def delivery_intake(
     signature: str,
     content_type: str,
     event: str,
-    targets: list[str] | None = None,
+    targets: list[str],
 ) -> list[int]:
     """Persist the event once per target (Zoom's retries are recognised by the body's hash).
 
@@ -97,7 +92,7 @@ def delivery_intake(
     the event is still kept (as resolved) so that local handling runs.
     """
     digest = ZoomWebhookDelivery.digest(body)
-    targets = (forward_targets(app) if targets is None else targets) or [""]
+    targets = targets or [""]
     rows = [
         ZoomWebhookDelivery(
             app=app,
@@ -272,3 +267,30 @@ def deliveries_sweep(*, grace_seconds: int = 30) -> tuple[list[int], list[int]]:
         .values_list("pk", flat=True)[:500]
     )
     return due, unhandled
+
+
+def delivery_gauges():
+    """/metrics, read at each scrape: the Zoom-event forwarding backlog and its lag, and events to
+    the customer's backend by delivery status."""
+    from django.db.models import Count, Min
+    from prometheus_client.core import GaugeMetricFamily
+
+    from .models import EventDelivery
+
+    pending = ZoomWebhookDelivery.objects.filter(status=ZoomWebhookDelivery.Status.PENDING).aggregate(
+        n=Count("pk"), oldest=Min("received_at")
+    )
+    yield GaugeMetricFamily(
+        "broker_webhook_forward_backlog", "Zoom events waiting to be forwarded to Recall.", value=pending["n"]
+    )
+    lag = (timezone.now() - pending["oldest"]).total_seconds() if pending["oldest"] else 0.0
+    yield GaugeMetricFamily(
+        "broker_webhook_forward_lag_seconds", "Age of the oldest Zoom event not yet forwarded.", value=lag
+    )
+    deliveries = GaugeMetricFamily(
+        "broker_event_deliveries", "Events to the customer's backend by delivery status.", labels=["status"]
+    )
+    counts = dict(EventDelivery.objects.values_list("status").annotate(n=Count("pk")))
+    for status in EventDelivery.Status.values:
+        deliveries.add_metric([status], counts.get(status, 0))
+    yield deliveries

@@ -20,7 +20,7 @@ def delivery_attempt(delivery_id: int) -> None:
 def deliveries_received(events: list) -> None:
     """New Zoom events, each the ids of its rows (one per target): forward each, then act on it
     locally. One message carries every event a web process took in during a short interval."""
-    for delivery_ids in events if events and isinstance(events[0], list) else [events]:
+    for delivery_ids in events:
         for delivery_id in delivery_ids:
             delivery_attempt.run(delivery_id)
         services.event_handle_locally(delivery_id=delivery_ids[0])

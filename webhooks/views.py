@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from brokerproject import jsonbody
 from brokerproject.batching import Batcher
 from brokerproject.celery import enqueue_safely
+from brokerproject.throttling import client_ip
 from zoomauth.models import ZoomApp
 
 from . import zoom_signature
@@ -20,9 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def _reject(request, app: ZoomApp, reason: str, status: int = 401) -> HttpResponse:
-    WebhookRejection.objects.create(
-        app=app, reason=reason[:200], client_address=request.META.get("REMOTE_ADDR") or None
-    )
+    WebhookRejection.objects.create(app=app, reason=reason[:200], client_address=client_ip(request))
     logger.info("zoom webhook rejected", extra={"app": app.pk, "reason": reason})
     return HttpResponse(f"Rejected: {reason}.", status=status, content_type="text/plain")
 

@@ -13,9 +13,6 @@ The path is kept lean because bots wait on it: one row read, throttles that cost
 round trip each, no content negotiation, and the audit row written in batches after the answer is sent (audit.py).
 """
 
-import hashlib
-import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -34,7 +31,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from brokerproject import metrics, signing
-from brokerproject.throttling import Window, client_address, counts
+from brokerproject.crypto import secret_matches
+from brokerproject.throttling import Window, client_address, client_ip, counts
 
 from . import audit
 from .models import CallbackGrant, CallbackLog, ZoomConnection
@@ -176,14 +174,6 @@ class CallbackThrottles:
             )
 
 
-def _as_ip(ident: str) -> str | None:
-    try:
-        ipaddress.ip_address(ident)
-    except ValueError:
-        return None
-    return ident
-
-
 class TokenCallbackView(APIView):
     authentication_classes: list = []  # the connection's secret, checked in get()
     permission_classes = [AllowAny]
@@ -223,7 +213,7 @@ class TokenCallbackView(APIView):
             metrics.CALLBACKS.labels(kind, str(response.status_code)).inc()
             metrics.CALLBACK_SECONDS.labels(kind).observe(elapsed)
             latency_ms = int(elapsed * 1000)
-            address = _as_ip(client_address(request))
+            address = client_ip(request)
             audit = lambda: self._audit(kind, response.status_code, outcome, latency_ms, address)  # noqa: E731
             if isinstance(response, TokenResponse):
                 response.after = audit  # once Recall has its answer
@@ -346,7 +336,7 @@ class TokenCallbackView(APIView):
         if connection is None:
             raise CallbackRefused(401, UNKNOWN)
         if by_grant:
-            if not _grant_secret_matches(connection, raw):
+            if not secret_matches(raw, connection.grant_secret_hash):
                 raise CallbackRefused(401, UNKNOWN)
             if not connection.grant_live:
                 raise CallbackRefused(401, ENDED)
@@ -364,12 +354,6 @@ class TokenCallbackView(APIView):
         if with_now:
             params.insert(0, CallbackGrant._meta.get_field("expires_at").get_db_prep_value(timezone.now(), db))
         return next(iter(ZoomConnection.objects.raw(query, params)), None)
-
-
-def _grant_secret_matches(connection: ZoomConnection, raw: str) -> bool:
-    if not raw:
-        return False
-    return hmac.compare_digest(hashlib.sha256(raw.encode()).hexdigest(), connection.grant_secret_hash)
 
 
 def _check_grant_scope(connection: ZoomConnection, kind: str, meeting_id: str) -> None:

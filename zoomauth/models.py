@@ -1,5 +1,3 @@
-import hashlib
-import hmac
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -11,7 +9,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from brokerproject.crypto import StrictEncryptedTextField
+from brokerproject.crypto import StrictEncryptedTextField, secret_hash, secret_matches
 
 
 def public_url(path: str, query: dict | None = None) -> str:
@@ -199,15 +197,12 @@ class ZoomConnection(models.Model):
     def rotate_callback_secret(self) -> str:
         raw = secrets.token_urlsafe(32)  # 256 bits
         self.callback_secret = raw
-        self.callback_secret_hash = hashlib.sha256(raw.encode()).hexdigest()
+        self.callback_secret_hash = secret_hash(raw)
         self.callback_secret_rotated_at = timezone.now()
         return raw
 
     def check_callback_secret(self, raw: str) -> bool:
-        if not self.callback_secret_hash or not raw:
-            return False
-        candidate = hashlib.sha256(raw.encode()).hexdigest()
-        return hmac.compare_digest(candidate, self.callback_secret_hash)
+        return secret_matches(raw, self.callback_secret_hash)
 
     def callback_url(self, kind: str, *, masked: bool = False, **extra: str) -> str:
         """A token URL for Recall: the connection and its secret ride in the query string.
@@ -260,7 +255,7 @@ class CallbackGrant(models.Model):
         return f"{self.holder}: {', '.join(self.kinds)}"
 
     def check_secret(self, raw: str) -> bool:
-        return bool(raw) and hmac.compare_digest(hashlib.sha256(raw.encode()).hexdigest(), self.secret_hash)
+        return secret_matches(raw, self.secret_hash)
 
     def callback_url(self, kind: str, secret: str, **extra: str) -> str:
         query = {"grant": str(self.public_id), "auth_token": secret, **extra}
@@ -324,7 +319,7 @@ class CallbackLog(models.Model):
 
 class ConnectSessionQuerySet(models.QuerySet):
     def for_token(self, raw: str):
-        return self.filter(token_hash=hashlib.sha256(raw.encode()).hexdigest())
+        return self.filter(token_hash=secret_hash(raw))
 
 
 class ConnectSession(models.Model):
@@ -353,7 +348,7 @@ class ConnectSession(models.Model):
     def issue(cls, *, user, app: ZoomApp, return_url: str = "") -> tuple["ConnectSession", str]:
         raw = secrets.token_urlsafe(32)
         session = cls.objects.create(
-            token_hash=hashlib.sha256(raw.encode()).hexdigest(),
+            token_hash=secret_hash(raw),
             user=user,
             app=app,
             return_url=return_url,

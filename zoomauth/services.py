@@ -21,6 +21,7 @@ from encrypted_model_fields.fields import decrypt_str, encrypt_str
 
 from brokerproject import metrics
 from brokerproject.celery import enqueue_safely
+from brokerproject.crypto import secret_hash
 
 from . import singleflight, token_sources, zoom
 from .models import CallbackGrant, ZoomApp, ZoomConnection, ZoomMeeting
@@ -338,7 +339,7 @@ def callback_grant_issue(
     raw = secrets.token_urlsafe(32)
     grant = CallbackGrant.objects.create(
         connection=connection,
-        secret_hash=hashlib.sha256(raw.encode()).hexdigest(),
+        secret_hash=secret_hash(raw),
         kinds=sorted(set(kinds)),
         meeting_id=meeting_id[:20],
         holder=holder[:100],
@@ -655,3 +656,15 @@ def connection_for_meeting(*, meeting_id: str) -> ZoomConnection | None:
     if mapping is not None:
         return mapping.host_connection
     return ZoomConnection.objects.filter(pmi=meeting_id).exclude(status=ZoomConnection.Status.REVOKED).first()
+
+
+def connection_gauges():
+    """/metrics, read at each scrape: connections by status (whichever process changed them)."""
+    from django.db.models import Count
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily("broker_connections", "Zoom connections by status.", labels=["status"])
+    counts = dict(ZoomConnection.objects.values_list("status").annotate(n=Count("pk")))
+    for status in ZoomConnection.Status.values:
+        family.add_metric([status], counts.get(status, 0))
+    yield family

@@ -11,7 +11,8 @@ With Redis (every deployment that has more than one process):
 - a waiter, in one MULTI, joins the flight (INCR) and reads its result; if there is none yet it
   blocks on BLPOP for its copy. Either the waiter joined before the winner read the count (it
   gets a copy) or after the result was stored (it reads it): no waiter is missed, none polls;
-- a failure is a result too: waiters receive the winner's error instead of calling Zoom.
+- a failure is a result too: waiters receive the winner's error instead of calling Zoom, and
+  so do callers for ERROR_SHARE_SECONDS after it.
 
 Without Redis (the embedded default: one web process), or while Redis is away, the same happens
 with the threads of one process: a ZAK herd then costs one Zoom call per process, not one per bot.
@@ -31,6 +32,9 @@ from encrypted_model_fields.fields import decrypt_str, encrypt_str
 from brokerproject.redis_client import redis_available, redis_failed, shared_redis
 
 RESULT_SECONDS = 15
+# A failure is shared for this long too: callers arriving just after a failed flight get its
+# error instead of each trying again (a herd spread over a second must not become a stampede).
+ERROR_SHARE_SECONDS = 3
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -78,10 +82,13 @@ class SingleFlight:
 
     def _join_or_lead(self, client, key: str, compute, *, wait: float, on_error) -> str:
         value_key, lock_key = f"sf:{key}:value", f"sf:{key}:lock"
+        error_key = f"sf:{key}:error"
         for _ in range(3):
-            cached = client.get(value_key)
+            cached, failed = client.mget(value_key, error_key)
             if cached:
                 return decrypt_str(cached.decode())
+            if failed:
+                raise FlightError(json.loads(failed))
             flight = uuid.uuid4().hex
             if client.set(lock_key, flight, nx=True, px=int(self.lock_seconds * 1000)):
                 return self._lead(client, key, flight, compute, on_error)
@@ -115,6 +122,8 @@ class SingleFlight:
         pipe = client.pipeline(transaction=True)
         if "value" in payload:
             pipe.set(value_key, payload["value"], ex=self.share_seconds)
+        else:
+            pipe.set(f"sf:{key}:error", json.dumps(payload["error"]), ex=ERROR_SHARE_SECONDS)
         pipe.set(f"sf:{key}:{flight}:result", encoded, ex=RESULT_SECONDS)
         pipe.get(f"sf:{key}:{flight}:waiters")
         waiters = int(pipe.execute()[-1] or 0)
@@ -151,7 +160,7 @@ def forget(key: str) -> None:
     client = shared_redis()
     if client is not None:
         try:
-            client.delete(f"sf:{key}:value")
+            client.delete(f"sf:{key}:value", f"sf:{key}:error")
         except redis.RedisError as exc:
             redis_failed(exc)
 
@@ -171,6 +180,7 @@ class _LocalFlights:
         self.lock = threading.Lock()
         self.flights: dict[str, tuple[threading.Event, dict]] = {}
         self.values: dict[str, tuple[float, str]] = {}
+        self.errors: dict[str, tuple[float, dict]] = {}
 
     def _get(self, key: str) -> str | None:
         if shared_redis() is None:
@@ -186,6 +196,7 @@ class _LocalFlights:
 
     def forget(self, key: str) -> None:
         self.values.pop(key, None)
+        self.errors.pop(key, None)
         if shared_redis() is None:
             cache.delete(f"sf:{key}:value")
 
@@ -193,6 +204,9 @@ class _LocalFlights:
         cached = self._get(key)
         if cached:
             return decrypt_str(cached)
+        expires, error = self.errors.get(key, (0.0, None))
+        if error is not None and expires > time.monotonic():
+            raise FlightError(error)
         with self.lock:
             flight = self.flights.get(key)
             leader = flight is None
@@ -210,6 +224,7 @@ class _LocalFlights:
             return value
         except Exception as exc:
             result["error"] = on_error(exc)
+            self.errors[key] = (time.monotonic() + ERROR_SHARE_SECONDS, result["error"])
             raise
         finally:
             with self.lock:

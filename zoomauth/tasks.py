@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from brokerproject.celery import enqueue_many, enqueue_safely
 from brokerproject.redis_client import shared_redis
+from brokerproject.retry import backoff
 
 from . import services, zoom
 from .models import CallbackLog, ZoomConnection
@@ -124,7 +125,9 @@ def token_revoke_at_zoom(self, app_id: int, sealed_token: str) -> None:
     try:
         services.token_revoke_at_zoom(app_id=app_id, sealed_token=sealed_token)
     except zoom.ZoomRetryableError as exc:
-        raise self.retry(countdown=exc.retry_after or min(900, 30 * 2**self.request.retries)) from None
+        raise self.retry(
+            countdown=backoff(self.request.retries + 1, base=30.0, cap=900.0, retry_after=exc.retry_after)
+        ) from None
 
 
 @shared_task(ignore_result=True)

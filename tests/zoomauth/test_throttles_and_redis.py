@@ -89,6 +89,7 @@ def _forget_process_state() -> None:
     redis_client._down_until = 0.0
     throttling._process_counts.counters.clear()
     singleflight._local.values.clear()
+    singleflight._local.errors.clear()
 
 
 def test_access_token_callbacks_are_served_from_the_database(anon, connection, redis_away):

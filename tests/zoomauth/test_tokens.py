@@ -105,12 +105,12 @@ def test_a_zak_herd_after_zoom_killed_the_token_costs_one_refresh_and_one_zak(co
 
 def test_a_failing_zak_mint_hands_its_error_to_the_herd_instead_of_a_stampede(connection, fake_zoom, live_server):
     fake_zoom.latency = 0.2
-    fake_zoom.configure(fail_next=1000, fail_status=500)
+    # Zoom rate-limits beyond the budget: the one caller that went to Zoom gives up after one call.
+    fake_zoom.configure(fail_next=1000, fail_status=429, retry_after="30")
     responses = _herd(live_server.url + path_of(connection.zak_url), 40)
-    assert [r.status_code for r in responses] == [502] * 40
-    # One caller went to Zoom (retrying within its budget); the 39 others got its answer.
-    attempts = fake_zoom.counters["faults"]
-    assert 1 <= attempts <= 10, attempts
+    assert [r.status_code for r in responses] == [503] * 40
+    assert all(r.headers["Retry-After"] for r in responses)
+    assert fake_zoom.counters["faults"] == 1  # one Zoom call for the whole herd: the others got its answer
 
 
 def test_the_shared_zak_survives_a_token_refresh(anon, connection, fake_zoom):
@@ -174,17 +174,18 @@ def test_the_audit_is_written_in_batches_after_the_answers(connection, live_serv
 
     from zoomauth.audit import writer
 
-    settings.CALLBACK_AUDIT_FLUSH_SECONDS = 0.2
+    settings.CALLBACK_AUDIT_FLUSH_SECONDS = 1.0
     batches_before = writer.batches
     session = requests.Session()
     url = live_server.url + path_of(connection.access_token_callback_url)
     assert [session.get(url, timeout=10).status_code for _ in range(30)] == [200] * 30
     bad = session.get(url.replace(connection.callback_secret, "wrong"), timeout=10)
     assert bad.status_code == 401
-    for _ in range(100):  # the writer thread flushes every 0.2 s
+    for _ in range(100):  # the writer thread flushes every second
         if CallbackLog.objects.count() == 31:
             break
         time.sleep(0.05)
     assert CallbackLog.objects.filter(status_code=200, connection=connection).count() == 30
     assert CallbackLog.objects.filter(status_code=401, connection=None).count() == 1
-    assert 1 <= writer.batches - batches_before < 31  # rows shared INSERTs
+    # 31 answers within a couple of seconds: written as one to three multi-row INSERTs, not 31.
+    assert 1 <= writer.batches - batches_before <= 3
