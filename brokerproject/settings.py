@@ -153,7 +153,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "brokerproject.throttling.client_address"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_VERBOSE = False
-LOGIN_REDIRECT_URL = "accounts:home"
+LOGIN_REDIRECT_URL = "zoomauth:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 LANGUAGE_CODE = "en-us"

@@ -61,9 +61,42 @@ class Bot(models.Model):
     """A Recall bot launched by the broker, with its token URLs and status history."""
 
     class TokenKind(models.TextChoices):
+        """What the API and the forms accept. The callback URL of each kind is spelled as
+        zoomauth's CallbackLog.Kind: `callback_kind` is the one bridge between the two."""
+
         JOIN_TOKEN = "join_token", "Join token for local recording"
         ZAK = "zak", "ZAK (signed-in bot)"
         OBF = "obf", "OBF (on behalf of the user)"
+
+        @property
+        def callback_kind(self) -> str:
+            return {
+                "join_token": CallbackLog.Kind.JOIN_TOKEN,
+                "zak": CallbackLog.Kind.ZAK,
+                "obf": CallbackLog.Kind.OBF,
+            }[self.value]
+
+    class Status(models.TextChoices):
+        """The broker's own states (queued, created, launch_failed) and Recall's status codes.
+        Recall's codes are not a closed set (its docs say so): the field keeps any code Recall
+        sends; these are the ones the broker knows and acts on."""
+
+        QUEUED = "queued", "Queued (Recall was throttling)"
+        CREATED = "created", "Created at Recall"
+        LAUNCH_FAILED = "launch_failed", "Launch failed"
+        JOINING_CALL = "joining_call", "Joining the call"
+        IN_WAITING_ROOM = "in_waiting_room", "In the waiting room"
+        IN_CALL_NOT_RECORDING = "in_call_not_recording", "In the call, not recording"
+        IN_CALL_RECORDING = "in_call_recording", "In the call, recording"
+        CALL_ENDED = "call_ended", "Call ended"
+        DONE = "done", "Done"
+        FATAL = "fatal", "Fatal error"
+        ANALYSIS_DONE = "analysis_done", "Analysis done"
+
+        @classmethod
+        def final(cls) -> tuple[str, ...]:
+            """States a bot never leaves: its token URLs end, its page stops refreshing."""
+            return (cls.DONE, cls.FATAL, cls.LAUNCH_FAILED, cls.CALL_ENDED, cls.ANALYSIS_DONE)
 
     FATAL_HINTS = {
         "zoom_invalid_join_token": "The join-token callback returned something Zoom refused: check that the "
@@ -93,7 +126,7 @@ class Bot(models.Model):
     bot_name = models.CharField(max_length=100, default="Recall Bot")
     join_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=50, default="created")
+    status = models.CharField(max_length=50, default=Status.CREATED)  # any Recall code, see Status
     sub_code = models.CharField(max_length=100, blank=True)
     status_updated_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
@@ -109,8 +142,6 @@ class Bot(models.Model):
     launch_outcome_unknown = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    QUEUED = "queued"
-
     class Meta:
         ordering = ("-created_at",)
         permissions = [("launch_on_any_connection", "Can launch bots with any user's Zoom connection")]
@@ -118,7 +149,7 @@ class Bot(models.Model):
     def __str__(self) -> str:
         return f"{self.bot_name} → {self.meeting_id or 'meeting'} ({self.status})"
 
-    FINAL_STATUSES = ("done", "fatal", "launch_failed", "call_ended", "analysis_done")
+    FINAL_STATUSES = Status.final()
     # Recall's token GETs carry no bot id: a fetch belongs to a bot when it is for the bot's
     # connection, of a kind the bot was given, for its meeting, within its life (with this slack).
     FETCH_SLACK = timedelta(seconds=5)
@@ -138,7 +169,7 @@ class Bot(models.Model):
         URLs, those for its connection, kinds and meeting during its life."""
         if self.pk and CallbackGrant.objects.filter(holder=self.callback_holder).exists():
             return CallbackLog.objects.filter(grant__holder=self.callback_holder).order_by("created_at")[:100]
-        kinds = [kind.replace("_", "-") for kind in self.token_kinds]
+        kinds = [Bot.TokenKind(kind).callback_kind for kind in self.token_kinds if kind in Bot.TokenKind.values]
         if self.connection_id is None or not kinds:
             return CallbackLog.objects.none()
         fetches = CallbackLog.objects.filter(

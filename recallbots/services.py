@@ -292,14 +292,6 @@ def credential_sync_status(*, credential: RecallCredential) -> None:
 # --- bots ------------------------------------------------------------------------------------
 
 
-# Token kinds as Bot.TokenKind spells them, and as the callback URLs (CallbackLog.Kind) do.
-CALLBACK_KIND = {
-    Bot.TokenKind.JOIN_TOKEN: CallbackLog.Kind.JOIN_TOKEN,
-    Bot.TokenKind.ZAK: CallbackLog.Kind.ZAK,
-    Bot.TokenKind.OBF: CallbackLog.Kind.OBF,
-}
-
-
 def _grant_until(join_at: datetime | None) -> datetime:
     """A bot's URLs end when the bot does (plus a grace period); this caps a bot that never says."""
     return (join_at or timezone.now()) + settings.BOT_URL_MAX_LIFETIME
@@ -334,7 +326,7 @@ def bot_zoom_config(
         )
         extra = {"bypass_waiting_room": "true"} if bypass_waiting_room else {}
         zoom_config["join_token_url"] = grant.callback_url(CallbackLog.Kind.JOIN_TOKEN, secret, **extra)
-    own = [CALLBACK_KIND[k] for k in (Bot.TokenKind.ZAK, Bot.TokenKind.OBF) if k in token_kinds]
+    own = [Bot.TokenKind(k).callback_kind for k in (Bot.TokenKind.ZAK, Bot.TokenKind.OBF) if k in token_kinds]
     if Bot.TokenKind.OBF in token_kinds and not meeting_id:
         raise LaunchError("An OBF token needs the meeting number; this link has none.")
     if own:
@@ -461,7 +453,7 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
             _launch_failed(bot, exc)
             raise LaunchError(f"Recall did not create the bot: {exc}") from None
         countdown = exc.retry_after or 5
-        bot.status = Bot.QUEUED
+        bot.status = Bot.Status.QUEUED
         bot.last_error = str(exc)[:500]
         bot.queued_payload = json.dumps(payload)
         bot.launch_next_attempt_at = timezone.now() + timedelta(seconds=countdown)
@@ -481,7 +473,7 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
 
 
 def _launch_failed(bot: Bot, exc: Exception) -> None:
-    bot.status = "launch_failed"
+    bot.status = Bot.Status.LAUNCH_FAILED
     bot.last_error = str(exc)[:500]
     bot.queued_payload = ""
     bot.save(update_fields=["status", "last_error", "queued_payload"])
@@ -492,8 +484,8 @@ def _launched(bot: Bot, body: dict) -> None:
     bot.recall_id = body["id"]
     bot.queued_payload = ""
     bot.last_error = ""
-    if bot.status == Bot.QUEUED:
-        bot.status = "created"
+    if bot.status == Bot.Status.QUEUED:
+        bot.status = Bot.Status.CREATED
     _apply_status_changes(bot, body.get("status_changes") or [])
 
 
@@ -533,7 +525,7 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
     the caller schedules the next try."""
     now = timezone.now()
     claimed = (
-        Bot.objects.filter(pk=bot_id, status=Bot.QUEUED)
+        Bot.objects.filter(pk=bot_id, status=Bot.Status.QUEUED)
         .filter(Q(launch_next_attempt_at__isnull=True) | Q(launch_next_attempt_at__lte=now))
         .update(launch_next_attempt_at=now + _launch_lease(), launch_attempts=F("launch_attempts") + 1)
     )
@@ -544,7 +536,7 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
         body = _create_or_find(recall.RecallClient(max_attempts=1), bot, json.loads(bot.queued_payload))
     except recall.RecallRetryableError as exc:
         delay = backoff(bot.launch_attempts, base=5.0, cap=300.0, retry_after=exc.retry_after)
-        Bot.objects.filter(pk=bot_id, status=Bot.QUEUED).update(
+        Bot.objects.filter(pk=bot_id, status=Bot.Status.QUEUED).update(
             launch_next_attempt_at=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:500]
         )
         return delay
@@ -564,7 +556,7 @@ def bots_queued_due(*, grace_seconds: int = 120) -> list[int]:
     a message that was only late does no harm."""
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     overdue = Q(launch_next_attempt_at__lt=cutoff) | Q(launch_next_attempt_at__isnull=True, created_at__lt=cutoff)
-    return list(Bot.objects.filter(overdue, status=Bot.QUEUED).values_list("pk", flat=True)[:200])
+    return list(Bot.objects.filter(overdue, status=Bot.Status.QUEUED).values_list("pk", flat=True)[:200])
 
 
 def _parse_time(value) -> datetime | None:

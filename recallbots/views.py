@@ -144,7 +144,7 @@ class BotListCreateView(_CustomerApi, APIView):
             return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
         except LaunchError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        code = status.HTTP_202_ACCEPTED if bot.status == Bot.QUEUED else status.HTTP_201_CREATED
+        code = status.HTTP_202_ACCEPTED if bot.status == Bot.Status.QUEUED else status.HTTP_201_CREATED
         return Response(BotSerializer(bot).data, status=code)
 
 

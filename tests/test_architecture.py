@@ -13,7 +13,7 @@ PACKAGES = ("brokerproject", "accounts", "zoomauth", "recallbots", "webhooks")
 ALLOWED = {
     "brokerproject": set(),
     "zoomauth": {"brokerproject"},
-    "accounts": {"brokerproject", "zoomauth"},
+    "accounts": {"brokerproject"},
     "webhooks": {"brokerproject", "zoomauth"},
     "recallbots": {"brokerproject", "accounts", "zoomauth", "webhooks"},
 }

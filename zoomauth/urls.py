@@ -5,6 +5,7 @@ from . import api, callbacks, views
 app_name = "zoomauth"
 
 urlpatterns = [
+    path("", views.home, name="home"),  # the signed-in user's connections
     path("zoom/connect/", views.connect, name="connect"),
     path("zoom/callback/", views.oauth_redirect, name="oauth-redirect"),  # the redirect URI registered in Zoom
     path("zoom/connections/<uuid:public_id>/disconnect/", views.disconnect, name="disconnect"),

@@ -22,6 +22,15 @@ from .services import (
 logger = logging.getLogger(__name__)
 
 
+@login_required
+def home(request):
+    """The signed-in user's Zoom connections, their callback URLs and their choices."""
+    connections = ZoomConnection.objects.filter(user=request.user).select_related("app").order_by("-created_at")
+    return render(
+        request, "zoomauth/connections.html", {"connections": connections, "apps": ZoomApp.objects.order_by("name")}
+    )
+
+
 def _failure_page(request, message: str, status: int):
     return render(request, "zoomauth/connect_result.html", {"error": message}, status=status)
 
@@ -121,7 +130,7 @@ def disconnect(request, public_id):
     connection = get_object_or_404(ZoomConnection, public_id=public_id, user=request.user)
     connection_disconnect(connection=connection, reason="Disconnected by the user.")
     messages.success(request, f"Disconnected {connection.email or connection.zoom_user_id}.")
-    return redirect("accounts:home")
+    return redirect("zoomauth:home")
 
 
 @login_required
@@ -135,4 +144,4 @@ def join_token_sharing(request, public_id):
         messages.success(request, "Bots launched by other users into meetings you host can now get join tokens.")
     else:
         messages.success(request, "Only your own bots get join tokens from this connection.")
-    return redirect("accounts:home")
+    return redirect("zoomauth:home")

@@ -307,11 +307,11 @@ def test_recall_out_of_bots_holds_neither_the_events_nor_the_launches(world, set
     lag = max(r["received_at"] - acked[r["sha256"]] for r in receipts if r["sha256"] in acked)
     print(f"Recall 507 for every launch: 100 Zoom events forwarded, slowest at most {lag:.2f} s after its ack")
     # The events did not wait behind the launches: those are all still waiting for Recall.
-    assert set(Bot.objects.filter(public_id__in=launches).values_list("status", flat=True)) == {Bot.QUEUED}
+    assert set(Bot.objects.filter(public_id__in=launches).values_list("status", flat=True)) == {Bot.Status.QUEUED}
     assert len({r["sha256"] for r in receipts}) == len(receipts)  # each event once
 
     world.recall.configure(bot_create_fail_next=[])
-    wait_for(lambda: not Bot.objects.filter(status=Bot.QUEUED).exists(), timeout=60)
+    wait_for(lambda: not Bot.objects.filter(status=Bot.Status.QUEUED).exists(), timeout=60)
     at_recall = world.recall.bots
     assert len(at_recall) == 8  # exactly once each
     metadata_ids = sorted(bot["metadata"]["broker_bot_id"] for bot in at_recall.values())

@@ -151,7 +151,7 @@ def test_recall_answering_507_costs_one_post_per_try_and_no_wait(api_client, bac
     fake_recall.configure(bot_create_fail_next=[507] * 5, retry_after="5")
     assert launch(api_client, backend).status_code == 202
     bot = Bot.objects.get()
-    assert bot.status == Bot.QUEUED
+    assert bot.status == Bot.Status.QUEUED
     posts = bot_posts(fake_recall)
     Bot.objects.update(launch_next_attempt_at=None)
     assert bot_create_at_recall(bot_id=bot.pk) == 5.0  # Recall's Retry-After, for the caller to schedule
@@ -162,7 +162,7 @@ def test_recall_answering_507_costs_one_post_per_try_and_no_wait(api_client, bac
     Bot.objects.update(launch_next_attempt_at=None)
     assert bot_create_at_recall(bot_id=bot.pk) is None
     bot.refresh_from_db()
-    assert bot.status != Bot.QUEUED and bot.recall_id in fake_recall.bots
+    assert bot.status != Bot.Status.QUEUED and bot.recall_id in fake_recall.bots
     assert len(fake_recall.bots) == 1
 
 
