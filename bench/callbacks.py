@@ -26,6 +26,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import fresh  # noqa: E402
+
 PY = sys.executable
 ZOOM_DELAY = float(os.environ.get("BENCH_ZOOM_DELAY", "0.1"))
 DURATION = os.environ.get("BENCH_DURATION", "5s")
@@ -49,7 +52,7 @@ ENV = {
     "DJANGO_SETTINGS_MODULE": "bench.settings",
     "DEBUG": "false",
     "SECRET_KEY": "bench-" + "k" * 60,
-    "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
+    "FIELD_ENCRYPTION_KEY": fresh.encryption_key(),
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "PUBLIC_BASE_URL": BROKER_URL,
     "SECURE_SSL_REDIRECT": "false",
@@ -78,11 +81,7 @@ def wait_for(url: str, seconds: float = 30) -> None:
 
 
 def seed():
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = 'broker_bench'").fetchone():
-            admin.execute("CREATE DATABASE broker_bench")
+    fresh.database("broker_bench")
     import django
 
     django.setup()

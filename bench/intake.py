@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench.callbacks as stack  # noqa: E402 - the same environment, ports and helpers
+from bench import fresh  # noqa: E402
 
 SECRET = "bench-webhook-secret"
 EVENTS = int(os.environ.get("BENCH_INTAKE_EVENTS", "20000"))
@@ -48,6 +49,7 @@ end
 
 
 def seed():
+    fresh.database("broker_bench")  # its own run: a new key (bench.callbacks made one at import)
     import django
 
     django.setup()

@@ -1,6 +1,6 @@
 """Benchmarks for the broker's speed and memory targets. Run with `make bench`.
 
-Uses its own PostgreSQL database (broker_bench, created if missing) and Redis database 8, with the
+Uses its own PostgreSQL database (broker_bench_inprocess, made anew by main()) and Redis database 8, with the
 fake Zoom answering over real HTTP after a configurable delay (a Zoom round trip). Prints figures;
 asserts nothing about timing (the tests do not time anything either).
 
@@ -24,14 +24,15 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import fresh  # noqa: E402
+
 os.environ.update(
     {
         "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
         "DEBUG": "true",
-        # The same key as bench/callbacks.py: both use the broker_bench database.
-        "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
+        "FIELD_ENCRYPTION_KEY": fresh.encryption_key(),
         "SECURE_SSL_REDIRECT": "false",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/broker_bench",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/broker_bench_inprocess",
         "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
         "PUBLIC_BASE_URL": "https://broker.bench.test",
         "LOG_LEVEL": "WARNING",
@@ -41,12 +42,6 @@ os.environ.update(
         "CALLBACK_RATE_PER_CONNECTION": "1000000/min",
     }
 )
-
-import psycopg  # noqa: E402
-
-with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
-    if not admin.execute("SELECT 1 FROM pg_database WHERE datname = 'broker_bench'").fetchone():
-        admin.execute("CREATE DATABASE broker_bench")
 
 import django  # noqa: E402
 
@@ -237,6 +232,7 @@ def bench_beat_fan_out() -> None:
 
 
 def main() -> None:
+    fresh.database("broker_bench_inprocess")
     fake = FakeZoom().start()
     fake.latency = ZOOM_DELAY
     settings.ZOOM_OAUTH_BASE_URL = fake.base_url

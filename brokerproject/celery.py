@@ -13,11 +13,11 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-def enqueue_safely(task, *args, countdown: float | None = None) -> bool:
-    """Enqueue a task (the task or its dotted name) without hanging or raising when the broker is
-    away: callers keep what must be done in the database, and the beat sweepers catch up.
-    By name, a module can enqueue a task of its app's tasks.py without importing it."""
-    name = task if isinstance(task, str) else task.name
+def enqueue_safely(name: str, *args, countdown: float | None = None) -> bool:
+    """Enqueue a task by its dotted name ("app.tasks.function") without hanging or raising when
+    the broker is away: callers keep what must be done in the database, and the beat sweepers
+    catch up. Always by name, so services enqueue their app's tasks without importing tasks.py
+    (which imports them); tests/test_architecture.py holds every name to a registered task."""
     try:
         app.send_task(name, args=args, countdown=countdown, retry=False)
         return True
@@ -26,10 +26,9 @@ def enqueue_safely(task, *args, countdown: float | None = None) -> bool:
         return False
 
 
-def enqueue_many(task, args_list: list[tuple]) -> int:
+def enqueue_many(name: str, args_list: list[tuple]) -> int:
     """Enqueue one message per args over one broker connection; returns how many went out (the
     rest are the caller's to keep for a later try, as with enqueue_safely)."""
-    name = task if isinstance(task, str) else task.name
     sent = 0
     try:
         with app.producer_or_acquire() as producer:

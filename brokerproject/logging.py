@@ -74,3 +74,27 @@ class KeyValueFormatter(logging.Formatter):
         if record.exc_info:
             fields["exc"] = mask_secrets(self.formatException(record.exc_info))
         return " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+
+
+def logging_config(level: str) -> dict:
+    """The one logging setup, for Django (settings.LOGGING) and gunicorn (logconfig_dict): every
+    line key=value on stdout, secrets masked."""
+    quiet = {"handlers": ["stdout"], "level": level, "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"mask_secrets": {"()": "brokerproject.logging.MaskSecretsFilter"}},
+        "formatters": {"keyvalue": {"()": "brokerproject.logging.KeyValueFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "keyvalue",
+                "filters": ["mask_secrets"],
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            name: dict(quiet) for name in ("django", "django.server", "gunicorn.error", "gunicorn.access", "celery")
+        },
+    }

@@ -12,6 +12,8 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from brokerproject.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 VAR_DIR.mkdir(exist_ok=True)
@@ -341,6 +343,8 @@ EVENT_RETRY_PERIOD = timedelta(hours=env.int("EVENT_RETRY_PERIOD_HOURS", default
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # The one API auth for every view of the JSON API: an API token (the customer's backend) or a
+    # session (a signed-in person); every view needs one of them unless it says otherwise.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -388,25 +392,4 @@ SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=["security.W
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"mask_secrets": {"()": "brokerproject.logging.MaskSecretsFilter"}},
-    "formatters": {"keyvalue": {"()": "brokerproject.logging.KeyValueFormatter"}},
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "keyvalue",
-            "filters": ["mask_secrets"],
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {
-        "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
-        "django.server": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
-        "gunicorn.error": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
-        "gunicorn.access": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
-        "celery": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
-    },
-}
+LOGGING = logging_config(LOG_LEVEL)

@@ -3,6 +3,8 @@ import os
 import shutil
 import tempfile
 
+from brokerproject.logging import logging_config
+
 # Prometheus counters are summed over the workers through files in this folder (prometheus-client's
 # multiprocess mode); it is emptied when the server starts and a dead worker's files are marked.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "broker-metrics"))
@@ -32,22 +34,4 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"mask_secrets": {"()": "brokerproject.logging.MaskSecretsFilter"}},
-    "formatters": {"keyvalue": {"()": "brokerproject.logging.KeyValueFormatter"}},
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "keyvalue",
-            "filters": ["mask_secrets"],
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": "INFO"},
-    "loggers": {
-        "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
-        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
-    },
-}
+logconfig_dict = logging_config(os.environ.get("LOG_LEVEL", "INFO"))  # the same as Django's

@@ -53,12 +53,12 @@ def bot_create_at_recall(bot_id: int) -> None:
     """One try; the next one is a new message after Recall's Retry-After (no worker sleeps on it)."""
     delay = services.bot_create_at_recall(bot_id=bot_id)
     if delay is not None:
-        enqueue_safely(bot_create_at_recall, bot_id, countdown=delay)
+        enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id, countdown=delay)
 
 
 @shared_task(ignore_result=True)
 def bots_queued_due() -> int:
     due = services.bots_queued_due()
     for bot_id in due:
-        enqueue_safely(bot_create_at_recall, bot_id)
+        enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id)
     return len(due)

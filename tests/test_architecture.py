@@ -87,3 +87,19 @@ def test_there_is_no_import_cycle_between_packages():
 
     cycles = [" → ".join(c) for p in PACKAGES if (c := cycle_from(p, [p]))]
     assert not cycles, cycles
+
+
+def test_every_task_enqueued_by_name_exists():
+    from brokerproject.celery import app
+
+    app.loader.import_default_modules()  # autodiscovery: every app's tasks.py
+    named = {
+        node.value
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if "migrations" not in path.parts
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.match(r"^\w+\.tasks\.\w+$", node.value)
+    }
+    assert named, "no task names found: the scan is broken"
+    assert not sorted(named - set(app.tasks)), "enqueued by a name no task has"

@@ -13,7 +13,6 @@ from .models import (
     ZoomWebhookDelivery,
 )
 from .services import delivery_replay
-from .tasks import delivery_attempt
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -65,7 +64,7 @@ class ZoomWebhookDeliveryAdmin(admin.ModelAdmin):
     def replay_now(self, request, queryset):
         for delivery in queryset.exclude(target_url=""):
             delivery_replay(delivery=delivery)
-            enqueue_safely(delivery_attempt, delivery.pk)
+            enqueue_safely("webhooks.tasks.delivery_attempt", delivery.pk)
         messages.success(request, "Queued for delivery.")
 
     @admin.action(description="Mark resolved (stop retrying)")

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 def delivery_attempt(delivery_id: int) -> None:
     delay = services.delivery_attempt(delivery_id=delivery_id)
     if delay is not None:
-        enqueue_safely(delivery_attempt, delivery_id, countdown=delay)
+        enqueue_safely("webhooks.tasks.delivery_attempt", delivery_id, countdown=delay)
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -35,9 +35,9 @@ def event_handle_locally(delivery_id: int) -> None:
 def deliveries_sweep() -> int:
     due, unhandled = services.deliveries_sweep()
     for delivery_id in due:
-        enqueue_safely(delivery_attempt, delivery_id)
+        enqueue_safely("webhooks.tasks.delivery_attempt", delivery_id)
     for delivery_id in unhandled:
-        enqueue_safely(event_handle_locally, delivery_id)
+        enqueue_safely("webhooks.tasks.event_handle_locally", delivery_id)
     return len(due) + len(unhandled)
 
 
@@ -45,14 +45,14 @@ def deliveries_sweep() -> int:
 def event_delivery_attempt(delivery_id: int) -> None:
     delay, following = events.event_delivery_attempt(delivery_id=delivery_id)
     if delay is not None:
-        enqueue_safely(event_delivery_attempt, delivery_id, countdown=delay)
+        enqueue_safely("webhooks.tasks.event_delivery_attempt", delivery_id, countdown=delay)
     if following is not None:
-        enqueue_safely(event_delivery_attempt, following)
+        enqueue_safely("webhooks.tasks.event_delivery_attempt", following)
 
 
 @shared_task(ignore_result=True)
 def event_deliveries_due() -> int:
     due = events.event_deliveries_due()
     for delivery_id in due:
-        enqueue_safely(event_delivery_attempt, delivery_id)
+        enqueue_safely("webhooks.tasks.event_delivery_attempt", delivery_id)
     return len(due)

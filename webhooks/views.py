@@ -15,7 +15,6 @@ from zoomauth.models import ZoomApp
 from . import zoom_signature
 from .models import WebhookRejection
 from .services import delivery_intake, intake_apps
-from .tasks import deliveries_received
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def zoom_webhook(request, app_public_id):
 
 def _publish(events: list[list[int]]) -> None:
     # If the broker is away, the beat sweeper enqueues the stored rows once it is back.
-    enqueue_safely(deliveries_received, events)
+    enqueue_safely("webhooks.tasks.deliveries_received", events)
 
 
 # One queue message for every event this process took in during WEBHOOK_ENQUEUE_BATCH_SECONDS:

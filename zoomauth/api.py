@@ -19,7 +19,6 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView, RetrieveUpdateDestroyAPIView
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from .models import ConnectSession, ZoomConnection
@@ -30,12 +29,6 @@ from .serializers import (
     ConnectSessionSerializer,
 )
 from .services import connection_disconnect, connection_rotate_callback_secret, record_reveal
-
-
-class _BackendApi:
-    # The API token class lives in accounts; DRF's settings name it, so zoomauth imports no app.
-    authentication_classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
-    permission_classes = [IsAuthenticated]
 
 
 class ConnectionsAccess(BasePermission):
@@ -78,7 +71,7 @@ class CanMakeConnectLinks(BasePermission):
         return bool(request.user and request.user.has_perm("zoomauth.add_connectsession"))
 
 
-class ConnectSessionCreateView(_BackendApi, APIView):
+class ConnectSessionCreateView(APIView):
     permission_classes = [IsAuthenticated, CanMakeConnectLinks]  # it makes users
 
     @extend_schema(request=ConnectSessionRequestSerializer, responses={201: ConnectSessionSerializer})
@@ -106,7 +99,7 @@ class ConnectSessionCreateView(_BackendApi, APIView):
         ),
     ]
 )
-class ConnectionListView(_BackendApi, ListAPIView):
+class ConnectionListView(ListAPIView):
     """Connections with their callback URLs (OBF and join-token URLs take `&meeting_id=` appended)."""
 
     serializer_class = ConnectionSerializer
@@ -124,7 +117,7 @@ class ConnectionListView(_BackendApi, ListAPIView):
         return connections
 
 
-class ConnectionDetailView(_BackendApi, RetrieveUpdateDestroyAPIView):
+class ConnectionDetailView(RetrieveUpdateDestroyAPIView):
     """One connection. PATCH sets `allow_join_tokens_for_others` (the owner's choice); DELETE
     wipes its tokens at once and revokes it at Zoom and at Recall in tasks."""
 
@@ -159,7 +152,7 @@ class ConnectionDetailView(_BackendApi, RetrieveUpdateDestroyAPIView):
             connection_disconnect(connection=instance, reason="Disconnected through the API.")
 
 
-class ConnectionRotateSecretView(_BackendApi, APIView):
+class ConnectionRotateSecretView(APIView):
     permission_classes = [IsAuthenticated, ConnectionsAccess]
 
     @extend_schema(request=None, responses={200: ConnectionSerializer})

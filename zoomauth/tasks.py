@@ -80,7 +80,7 @@ def connections_refresh_due() -> int:
     for chunk in _batched(due.iterator(chunk_size=2000), CHUNK_SIZE):
         claimed = _claim(chunk)
         if claimed:
-            if not enqueue_safely(connections_refresh_fan_out, claimed):
+            if not enqueue_safely("zoomauth.tasks.connections_refresh_fan_out", claimed):
                 _release(claimed)  # the broker went away: the next tick claims them again
                 break
             enqueued += len(claimed)
@@ -95,7 +95,7 @@ def connections_refresh_due() -> int:
 def connections_refresh_fan_out(connection_ids: list[int]) -> int:
     """A chunk of claimed connections: one refresh task each on the refresh queue, published over
     one broker connection. A refresh never shares a task (nor a time limit) with another."""
-    sent = enqueue_many(connection_refresh, [(pk,) for pk in connection_ids])
+    sent = enqueue_many("zoomauth.tasks.connection_refresh", [(pk,) for pk in connection_ids])
     if sent < len(connection_ids):
         _release(connection_ids[sent:])  # the broker went away: the next tick claims them again
     return sent
