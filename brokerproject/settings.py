@@ -58,7 +58,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "brokerproject.apps.BrokerAdminConfig",  # django.contrib.admin with the overview as its home
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

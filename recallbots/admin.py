@@ -184,6 +184,7 @@ class LaunchBotForm(forms.ModelForm):
 class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     list_display = ("created_at", "bot_name", "meeting_id", "user", "connection", "status", "sub_code", "recall_id")
     list_filter = ("status", "sub_code")
+    date_hierarchy = "created_at"
     search_fields = ("meeting_id", "recall_id", "user__username")
     list_select_related = ("user", "connection", "connection__app")
     inlines = (BotStatusChangeInline,)

@@ -18,6 +18,11 @@ class RecallBotsConfig(AppConfig):
         from .models import RecallOAuthApp
 
         register_forward_targets(services.recall_forward_targets)
+        from brokerproject.overview import register_panel
+
+        from . import overview
+
+        register_panel(overview.bots_panel, order=50)
         post_save.connect(intake_apps.clear, sender=RecallOAuthApp, dispatch_uid="intake-apps-save-recall")
         post_delete.connect(intake_apps.clear, sender=RecallOAuthApp, dispatch_uid="intake-apps-delete-recall")
 

@@ -30,6 +30,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 class ZoomWebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = ("received_at", "app", "event", "status", "attempts", "last_error", "body_size", "connection")
     list_filter = ("status", "app", "event")
+    date_hierarchy = "received_at"
     search_fields = ("body_sha256", "event")
     list_select_related = ("app", "connection")
     fields = (

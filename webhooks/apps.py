@@ -17,6 +17,12 @@ class WebhooksConfig(AppConfig):
         from .services import delivery_gauges, intake_apps
 
         register_gauges(delivery_gauges)
+        from brokerproject.overview import register_panel
+
+        from . import overview
+
+        register_panel(overview.forwarding_panel, order=30)
+        register_panel(overview.customer_events_panel, order=40)
 
         token_sources.connection_connected.connect(receivers.on_connected, dispatch_uid="events-connected")
         token_sources.connection_needs_reconnect.connect(

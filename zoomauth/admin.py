@@ -3,15 +3,16 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
-from . import zoom
-from .models import CallbackLog, ZoomApp, ZoomConnection, ZoomMeeting
+from . import overview, zoom
+from .models import CallbackLog, ConnectSession, ZoomApp, ZoomConnection, ZoomMeeting
 from .services import (
     ConnectionUnusable,
     connection_disconnect,
@@ -86,6 +87,24 @@ class ZoomAppAdmin(admin.ModelAdmin):
         )
 
 
+class HealthFilter(admin.SimpleListFilter):
+    """The overview's figures, as filters: connections whose refresh fails, or whose token runs
+    out without a refresh."""
+
+    title = "health"
+    parameter_name = "health"
+
+    def lookups(self, request, model_admin):
+        return (("failing", "Failing refreshes"), ("expiring", "Expiring without refresh"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "failing":
+            return overview.failing(queryset)
+        if self.value() == "expiring":
+            return overview.expiring_without_refresh(queryset)
+        return queryset
+
+
 @admin.register(ZoomConnection)
 class ZoomConnectionAdmin(admin.ModelAdmin):
     list_display = (
@@ -99,8 +118,10 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
         "access_token_expires_at",
         "last_refreshed_at",
         "consecutive_failures",
+        "last_callback",
+        "last_error",
     )
-    list_filter = ("status", "app", "token_source", "is_service_account")
+    list_filter = (HealthFilter, "status", "app", "token_source", "is_service_account")
     search_fields = ("email", "zoom_user_id", "user__username", "user__email")
     list_select_related = ("user", "app")
     actions = ("refresh_now", "disconnect", "rotate_callback_secret")
@@ -131,6 +152,14 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # connections are made by their users through Zoom's consent screen
 
+    def get_queryset(self, request):
+        latest = CallbackLog.objects.filter(connection=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]
+        return super().get_queryset(request).annotate(last_callback_at=Subquery(latest))
+
+    @admin.display(description="last callback", ordering="last_callback_at")
+    def last_callback(self, obj):
+        return obj.last_callback_at or "—"
+
     @admin.display(description="Callback URLs")
     def callback_urls(self, obj):
         """Masked: the secret is shown only on the reveal page, a recorded staff action."""
@@ -148,8 +177,29 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
         reveal = self.admin_site.admin_view(never_cache(self.reveal_callback_urls))
         return [
             path("<int:object_id>/reveal-callback-urls/", reveal, name="zoomauth_zoomconnection_reveal"),
+            path(
+                "<int:object_id>/connect-link/",
+                self.admin_site.admin_view(never_cache(self.make_connect_link)),
+                name="zoomauth_zoomconnection_connect_link",
+            ),
             *super().get_urls(),
         ]
+
+    def make_connect_link(self, request, object_id):
+        """POST: a connect link for this connection's user, shown once (server-side message), to
+        send them so that they connect Zoom again."""
+        if request.method != "POST" or not request.user.has_perm("zoomauth.add_connectsession"):
+            raise PermissionDenied
+        connection = get_object_or_404(ZoomConnection.objects.select_related("user", "app"), pk=object_id)
+        session, raw = ConnectSession.issue(user=connection.user, app=connection.app)
+        who = connection.user.external_user_id or connection.user.username
+        messages.warning(
+            request,
+            f"Connect link for {who} (single use, until {session.expires_at:%H:%M} UTC; shown once): "
+            f"{ConnectSession.url_for(raw)}",
+        )
+        self.log_change(request, connection, "Made a connect link for its user to reconnect.")
+        return redirect("admin:index")
 
     def reveal_callback_urls(self, request, object_id):
         """GET asks for confirmation; POST shows the URLs with their secret and records who saw them."""
@@ -214,6 +264,21 @@ class ZoomMeetingAdmin(admin.ModelAdmin):
     search_fields = ("meeting_id",)
 
 
+class AnsweredFilter(admin.SimpleListFilter):
+    title = "answer"
+    parameter_name = "answered"
+
+    def lookups(self, request, model_admin):
+        return (("ok", "A token (200)"), ("refused", "No token (anything else)"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "ok":
+            return queryset.filter(status_code=200)
+        if self.value() == "refused":
+            return queryset.exclude(status_code=200)
+        return queryset
+
+
 @admin.register(CallbackLog)
 class CallbackLogAdmin(admin.ModelAdmin):
     list_display = (
@@ -228,7 +293,8 @@ class CallbackLogAdmin(admin.ModelAdmin):
         "signature_checked",
         "client_address",
     )
-    list_filter = ("kind", "status_code", "signature_checked")
+    list_filter = (AnsweredFilter, "kind", "status_code", "signature_checked")
+    date_hierarchy = "created_at"
     search_fields = ("meeting_id", "connection__email", "connection__zoom_user_id")
     list_select_related = ("connection", "connection__app")
 

@@ -7,7 +7,11 @@ class ZoomAuthConfig(AppConfig):
 
     def ready(self):
         from brokerproject.health import register_gauges
+        from brokerproject.overview import register_panel
 
+        from . import overview
         from .services import connection_gauges
 
         register_gauges(connection_gauges)
+        register_panel(overview.connections_panel, order=10)
+        register_panel(overview.callbacks_panel, order=20)

@@ -129,6 +129,8 @@ class ZoomConnection(models.Model):
     # Zoom asked for a pause (429 + Retry-After) on this connection's refreshes.
     refresh_not_before = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # When Zoom refused the refresh token (the overview lists who must reconnect, newest first).
+    needs_reconnect_since = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.CharField(max_length=300, blank=True)
     # The callback secret: its hash authenticates Recall's GETs; the encrypted copy lets the
     # broker show the full callback URLs to staff and to the user again.
@@ -186,6 +188,7 @@ class ZoomConnection(models.Model):
         self.revoked_at = None
         self.refresh_started_at = None
         self.refresh_not_before = None
+        self.needs_reconnect_since = None
 
     def wipe_tokens(self) -> None:
         self.access_token = ""
@@ -312,6 +315,8 @@ class CallbackLog(models.Model):
     class Meta:
         verbose_name = "token callback"
         ordering = ("-created_at",)
+        # A connection's last callback (the admin list shows it beside each connection).
+        indexes = [models.Index(fields=["connection", "-created_at"], name="callback_by_connection")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.status_code}"

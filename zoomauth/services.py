@@ -378,6 +378,7 @@ def _recover_from_invalid_grant(*, connection_id: int, sent_generation: int, min
             consecutive_failures=F("consecutive_failures") + 1,
             last_error="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
             refresh_started_at=None,
+            needs_reconnect_since=timezone.now(),
             updated_at=timezone.now(),
         )
         if marked:

@@ -1,0 +1,169 @@
+"""zoomauth's panels on the admin overview: connections (and who must reconnect), refreshes, and
+the token callbacks of the last 24 hours. Aggregates only: the database counts."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, ExpressionWrapper, F, IntegerField, Q
+from django.db.models.functions import TruncHour
+from django.middleware.csrf import get_token
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+from brokerproject.overview import Figure, Panel, changelist, percentile_from_buckets, since, sparkline
+
+from .models import CallbackLog, ZoomConnection
+
+# Latency buckets for the p95: 25 ms wide, everything beyond 10 s in the last one.
+BUCKET_MS = 25
+LAST_BUCKET = 400
+NEEDS_RECONNECT_LISTED = 10
+
+
+def expiring_without_refresh(queryset, *, now=None):
+    """Active, locally held tokens with less than ACCESS_TOKEN_MIN_VALIDITY left: beat should have
+    refreshed them at ZOOM_REFRESH_WINDOW. A few for a moment is a refresh in flight; many, or
+    for long, is beat or Zoom failing."""
+    now = now or timezone.now()
+    return queryset.filter(
+        status=ZoomConnection.Status.ACTIVE,
+        token_source=ZoomConnection.TokenSource.LOCAL,
+        access_token_expires_at__lt=now + settings.ACCESS_TOKEN_MIN_VALIDITY,
+    )
+
+
+def failing(queryset):
+    return queryset.filter(status=ZoomConnection.Status.ACTIVE, consecutive_failures__gt=0)
+
+
+def connections_panel(request) -> Panel | None:
+    if not request.user.has_perm("zoomauth.view_zoomconnection"):
+        return None
+    label = "zoomauth.zoomconnection"
+    by_status = dict(ZoomConnection.objects.values_list("status").annotate(n=Count("pk")))
+    day_ago = timezone.now() - timedelta(hours=24)
+    counts = ZoomConnection.objects.aggregate(
+        refreshed=Count("pk", filter=Q(last_refreshed_at__gte=day_ago)),
+        failing=Count("pk", filter=Q(status=ZoomConnection.Status.ACTIVE, consecutive_failures__gt=0)),
+        expiring=Count(
+            "pk",
+            filter=Q(
+                status=ZoomConnection.Status.ACTIVE,
+                token_source=ZoomConnection.TokenSource.LOCAL,
+                access_token_expires_at__lt=timezone.now() + settings.ACCESS_TOKEN_MIN_VALIDITY,
+            ),
+        ),
+    )
+    needs = by_status.get(ZoomConnection.Status.NEEDS_RECONNECT, 0)
+    panel = Panel(title="Zoom connections", order=10)
+    panel.figures = [
+        Figure("active", by_status.get(ZoomConnection.Status.ACTIVE, 0), changelist(label, status="active"), "ok"),
+        Figure("need reconnect", needs, changelist(label, status="needs_reconnect"), "bad" if needs else ""),
+        Figure("revoked", by_status.get(ZoomConnection.Status.REVOKED, 0), changelist(label, status="revoked")),
+        Figure(
+            "failing refreshes",
+            counts["failing"],
+            changelist(label, health="failing"),
+            "warn" if counts["failing"] else "",
+            "active connections whose last refresh failed",
+        ),
+        Figure(
+            "expiring without refresh",
+            counts["expiring"],
+            changelist(label, health="expiring"),
+            "bad" if counts["expiring"] else "",
+            f"less than {int(settings.ACCESS_TOKEN_MIN_VALIDITY.total_seconds())} s left",
+        ),
+        Figure("refreshed in 24 h", counts["refreshed"]),
+    ]
+    if needs:
+        may_link = request.user.has_perm("zoomauth.add_connectsession")
+        panel.table_head = ["user", "Zoom account", "since", "reason", ""]
+        listed = (
+            ZoomConnection.objects.filter(status=ZoomConnection.Status.NEEDS_RECONNECT)
+            .select_related("user")
+            .order_by("-needs_reconnect_since", "-updated_at")[:NEEDS_RECONNECT_LISTED]
+        )
+        for connection in listed:
+            when = connection.needs_reconnect_since or connection.updated_at
+            button = (
+                format_html(
+                    '<form method="post" action="{}"><input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+                    '<button type="submit">Make a connect link</button></form>',
+                    reverse("admin:zoomauth_zoomconnection_connect_link", args=[connection.pk]),
+                    get_token(request),
+                )
+                if may_link
+                else ""
+            )
+            panel.table_rows.append(
+                [
+                    format_html(
+                        '<a href="{}">{}</a>',
+                        reverse("admin:zoomauth_zoomconnection_change", args=[connection.pk]),
+                        connection.user.external_user_id or connection.user.username,
+                    ),
+                    connection.email or connection.zoom_user_id,
+                    f"{timesince(when)} ago",
+                    connection.last_error,
+                    button,
+                ]
+            )
+        if needs > NEEDS_RECONNECT_LISTED:
+            panel.note = f"The {NEEDS_RECONNECT_LISTED} most recent of {needs}."
+    return panel
+
+
+def callbacks_panel(request) -> Panel | None:
+    if not request.user.has_perm("zoomauth.view_callbacklog"):
+        return None
+    now = timezone.now()
+    start = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
+    recent = CallbackLog.objects.filter(created_at__gte=start)
+    hourly = recent.values("kind", hour=TruncHour("created_at")).annotate(
+        n=Count("pk"), ok=Count("pk", filter=Q(status_code=200))
+    )
+    bucket = ExpressionWrapper(F("latency_ms") / BUCKET_MS, output_field=IntegerField())
+    buckets = recent.values("kind", bucket=bucket).annotate(n=Count("pk"))
+    hours = [start + timedelta(hours=i) for i in range(24)]
+    per_kind: dict[str, dict] = {
+        kind: {"hours": dict.fromkeys(hours, 0), "n": 0, "ok": 0, "buckets": {}} for kind in CallbackLog.Kind.values
+    }
+    for row in hourly:
+        kind = per_kind.get(row["kind"])
+        if kind is None:
+            continue
+        hour = row["hour"]
+        if hour in kind["hours"]:
+            kind["hours"][hour] += row["n"]
+        kind["n"] += row["n"]
+        kind["ok"] += row["ok"]
+    for row in buckets:
+        kind = per_kind.get(row["kind"])
+        if kind is not None:
+            slot = min(int(row["bucket"] or 0), LAST_BUCKET)
+            kind["buckets"][slot] = kind["buckets"].get(slot, 0) + row["n"]
+    panel = Panel(title="Token callbacks, last 24 hours", order=20)
+    panel.table_head = ["kind", "callbacks", "answered 200", "p95 latency", "per hour"]
+    label = "zoomauth.callbacklog"
+    for kind, figures in per_kind.items():
+        n, ok = figures["n"], figures["ok"]
+        rate = f"{ok / n:.1%}" if n else "–"
+        p95 = percentile_from_buckets(figures["buckets"], 0.95, bucket_ms=BUCKET_MS)
+        panel.table_rows.append(
+            [
+                kind,
+                format_html('<a href="{}">{}</a>', changelist(label, kind=kind, created_at__gte=since(24)), n),
+                format_html(
+                    '<a class="{}" href="{}">{}</a>',
+                    "bad" if n and ok / n < 0.95 else "",
+                    changelist(label, kind=kind, created_at__gte=since(24), answered="refused"),
+                    rate,
+                ),
+                f"≤ {p95} ms" if p95 is not None else "–",
+                sparkline(list(figures["hours"].values()), label=f"{kind} callbacks per hour"),
+            ]
+        )
+    return panel
