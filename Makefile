@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/callbacks.py
 	$(PY) bench/intake.py
 	$(PY) bench/run.py
+	$(PY) bench/overview.py
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -39,7 +39,7 @@ def seed() -> None:
     from django.db import connection
 
     from accounts.models import User
-    from zoomauth.models import ZoomApp
+    from zoomauth.models import CallbackHourStat, ZoomApp
 
     call_command("migrate", verbosity=0)
     call_command("check_encryption", verbosity=0)
@@ -59,14 +59,14 @@ def seed() -> None:
                 needs_reconnect_since
             )
             SELECT gen_random_uuid(), %s, %s, 'zu_' || g, '', '', '', '', 'local', '', '',
-                   now() + (g % 3600) * interval '1 second', 1,
+                   now() + (g %% 3600) * interval '1 second', 1,
                    CASE WHEN g %% 50 = 0 THEN 'needs_reconnect' WHEN g %% 20 = 0 THEN 'revoked' ELSE 'active' END,
                    false, false, CASE WHEN g %% 97 = 0 THEN 2 ELSE 0 END,
                    CASE WHEN g %% 50 = 0 THEN 'Zoom refused the refresh token (invalid_grant).' ELSE '' END,
                    '', '', now(), now(), now() - (g %% 86400) * interval '1 second',
                    CASE WHEN g %% 50 = 0 THEN now() - (g %% 7200) * interval '1 second' END
             FROM generate_series(1, %s) AS g
-            """.replace("%%", "%"),
+            """,
             [owner.pk, app.pk, CONNECTIONS],
         )
         cursor.execute("SELECT min(id), max(id) FROM zoomauth_zoomconnection")
@@ -77,13 +77,24 @@ def seed() -> None:
                 connection_id, kind, meeting_id, status_code, outcome, latency_ms, zoom_calls,
                 signature_checked, created_at
             )
-            SELECT %s + (g * 7919) %% (%s - %s + 1),
+            SELECT %s + (g::bigint * 7919) %% (%s - %s + 1),
                    (ARRAY['access-token', 'zak', 'obf', 'join-token'])[1 + g %% 4],
                    '', CASE WHEN g %% 25 = 0 THEN 503 ELSE 200 END, 'bench', (g * 37) %% 900, g %% 2, true,
                    now() - (g %% 86400) * interval '1 second'
             FROM generate_series(1, %s) AS g
-            """.replace("%%", "%"),
+            """,
             [low, high, low, CALLBACKS],
+        )
+        # What the audit writer keeps beside the rows as it writes them: counts per hour, kind and
+        # latency bucket (zoomauth.audit.audit_write), here made from the seeded rows at once.
+        cursor.execute(
+            """
+            INSERT INTO zoomauth_callbackhourstat (hour, kind, latency_bucket, answered, answered_200)
+            SELECT date_trunc('hour', created_at), kind, least(latency_ms / %s, %s), count(*),
+                   count(*) FILTER (WHERE status_code = 200)
+            FROM zoomauth_callbacklog GROUP BY 1, 2, 3
+            """,
+            [CallbackHourStat.BUCKET_MS, CallbackHourStat.LAST_BUCKET],
         )
         cursor.execute("ANALYZE")
     print(
@@ -121,7 +132,15 @@ def p95(samples: list[float]) -> float:
 
 def main() -> None:
     seed()
-    env = {**stack.ENV, "DATABASE_URL": os.environ["DATABASE_URL"], "WEB_CONCURRENCY": "2"}
+    env = {
+        **stack.ENV,
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+        "WEB_CONCURRENCY": "2",
+        # Plain HTTP on loopback: the session and CSRF cookies must travel without TLS here.
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "CSRF_TRUSTED_ORIGINS": stack.BROKER_URL,
+    }
     web = subprocess.Popen(
         [stack.PY, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "brokerproject.wsgi:application"],
         env=env,

@@ -10,22 +10,54 @@ in the request's thread. A process killed outright loses at most that interval o
 import logging
 import threading
 import time
+from collections import Counter
 
 from django.conf import settings
 from django.db import connection as db
+from django.db import transaction
 
 from brokerproject.batching import Batcher
 
-from .models import CallbackLog
+from .models import CallbackHourStat, CallbackLog
 
 logger = logging.getLogger(__name__)
+
+
+def audit_write(rows: list[CallbackLog]) -> None:
+    """The rows, and their counts per hour, kind and latency bucket (what the admin overview
+    reads), in one transaction."""
+    table = CallbackHourStat._meta.db_table
+    upsert = (
+        f"INSERT INTO {table} (hour, kind, latency_bucket, answered, answered_200) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608
+        f"ON CONFLICT (hour, kind, latency_bucket) DO UPDATE SET answered = {table}.answered + excluded.answered, "
+        f"answered_200 = {table}.answered_200 + excluded.answered_200"
+    )
+    hour_field = CallbackHourStat._meta.get_field("hour")
+    with transaction.atomic():
+        CallbackLog.objects.bulk_create(rows)  # sets each row's created_at
+        answered: Counter = Counter()
+        answered_200: Counter = Counter()
+        for row in rows:
+            key = (
+                row.created_at.replace(minute=0, second=0, microsecond=0),
+                row.kind,
+                CallbackHourStat.bucket_of(row.latency_ms),
+            )
+            answered[key] += 1
+            answered_200[key] += row.status_code == 200
+        values = [
+            (hour_field.get_db_prep_value(hour, db), kind, bucket, n, answered_200[(hour, kind, bucket)])
+            for (hour, kind, bucket), n in answered.items()
+        ]
+        with db.cursor() as cursor:
+            cursor.executemany(upsert, values)
 
 
 def _write(rows: list[CallbackLog]) -> None:
     try:
         for attempt in (1, 2):
             try:
-                CallbackLog.objects.bulk_create(rows)
+                audit_write(rows)
                 return
             except Exception:
                 logger.exception("callback audit write failed", extra={"rows": len(rows), "attempt": attempt})

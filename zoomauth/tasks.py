@@ -12,7 +12,7 @@ from brokerproject.redis_client import shared_redis
 from brokerproject.retry import backoff
 
 from . import services, zoom
-from .models import CallbackLog, ZoomConnection
+from .models import CallbackHourStat, CallbackLog, ZoomConnection
 from .services import ConnectionUnusable
 
 logger = logging.getLogger(__name__)
@@ -132,5 +132,7 @@ def token_revoke_at_zoom(self, app_id: int, sealed_token: str) -> None:
 
 @shared_task(ignore_result=True)
 def callback_logs_prune() -> int:
-    deleted, _ = CallbackLog.objects.expired(now=timezone.now()).delete()
+    now = timezone.now()
+    deleted, _ = CallbackLog.objects.expired(now=now).delete()
+    CallbackHourStat.objects.filter(hour__lt=now - settings.CALLBACK_LOG_RETENTION).delete()
     return deleted

@@ -9,6 +9,7 @@ from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import User
+from zoomauth.audit import audit_write
 from zoomauth.models import CallbackLog, ZoomConnection
 
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
@@ -36,7 +37,7 @@ def test_the_overview_in_a_browser(e2e):
         needs_reconnect_since=now - timedelta(minutes=30),
         last_error="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
     )
-    CallbackLog.objects.bulk_create(
+    audit_write(
         [CallbackLog(connection=healthy, kind="obf", status_code=200, outcome="token served", latency_ms=150)] * 6
         + [CallbackLog(connection=healthy, kind="obf", status_code=502, outcome="Zoom failed", latency_ms=900)] * 4
     )
