@@ -131,9 +131,18 @@ def path_of(url: str) -> str:
     return f"{parsed.path}?{parsed.query}"
 
 
-def wrk(path: str, *, connections: int = CONCURRENCY, duration: str = DURATION) -> dict:
+def wrk(path: str, *, connections: int = CONCURRENCY, duration: str = DURATION, base: str = "") -> dict:
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}", "--timeout", "10s", "--latency", BROKER_URL + path],
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration}",
+            "--timeout",
+            "10s",
+            "--latency",
+            (base or BROKER_URL) + path,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -198,6 +207,30 @@ def line(label: str, r: dict, floor: dict | None = None, zoom_calls: int | None 
     print(text, flush=True)
 
 
+def cpu_seconds(master_pid: int) -> float:
+    """User + system CPU of a gunicorn master and its workers so far (from /proc)."""
+    pids = [
+        str(master_pid),
+        *subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split(),
+    ]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(master_pid: int, run) -> dict:
+    """A wrk run and the server's CPU-ms per request over it."""
+    before = cpu_seconds(master_pid)
+    result = run()
+    result["cpu_ms"] = (cpu_seconds(master_pid) - before) * 1000 / max(1, result["total"])
+    return result
+
+
 def worker_rss(master_pid: int) -> list[int]:
     children = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
     sizes = []
@@ -244,6 +277,44 @@ def zak_single_flight(conn, control) -> None:
         )
 
 
+BARE_PORT = free_port()
+BARE_URL = f"http://127.0.0.1:{BARE_PORT}"
+
+
+def bare_against_stored_token(web_pid: int, path: str, rounds: int = 3) -> None:
+    """The stored-token callback beside a bare WSGI callable served by the same gunicorn config,
+    alternately, with each side's CPU-ms per request (server CPU over requests) and RSS."""
+    bare = subprocess.Popen(
+        [PY, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "bench.bare:application"],
+        env={**ENV, "PORT": str(BARE_PORT), "PROMETHEUS_MULTIPROC_DIR": "/tmp/bench-bare-metrics"},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(BARE_URL + "/")
+        wrk("/", duration="3s", base=BARE_URL)
+        bares, stored = [], []
+        for _ in range(rounds):
+            bares.append(with_cpu(bare.pid, lambda: wrk("/", base=BARE_URL)))
+            stored.append(with_cpu(web_pid, lambda: wrk(path)))
+        keys = ("p50", "p99", "max", "rps", "cpu_ms")
+        b, r = ({k: statistics.median(run[k] for run in runs) for k in keys} for runs in (bares, stored))
+        print(
+            f"  {'bare WSGI callable (same config)':34} {b['rps']:7.0f} req/s  p99 {b['p99']:7.1f} ms  "
+            f"CPU {b['cpu_ms']:.2f} ms/req  RSS {', '.join(f'{mb} MiB' for mb in worker_rss(bare.pid))}\n"
+            f"  {'access-token (stored token)':34} {r['rps']:7.0f} req/s  p99 {r['p99']:7.1f} ms  "
+            f"CPU {r['cpu_ms']:.2f} ms/req  RSS {', '.join(f'{mb} MiB' for mb in worker_rss(web_pid))}\n"
+            f"  {'':34} throughput {r['rps'] / b['rps']:.2f}× bare (target ≥ 0.35×), "
+            f"p99 {r['p99'] / b['p99']:.1f}× bare (target ≤ 3×), CPU {r['cpu_ms'] / b['cpu_ms']:.1f}× bare "
+            f"(medians of {rounds} alternating runs)\n",
+            flush=True,
+        )
+    finally:
+        bare.terminate()
+        bare.wait(timeout=20)
+
+
 def main() -> None:
     procs = []
     try:
@@ -273,6 +344,7 @@ def main() -> None:
         )
         wrk("/bench/floor", duration="3s")  # warm every worker
         wrk(path_of(conn.access_token_callback_url), duration="3s")
+        bare_against_stored_token(web.pid, path_of(conn.access_token_callback_url))
         floors = []
         for label, path, counter in (
             ("access-token (stored token)", path_of(conn.access_token_callback_url), None),

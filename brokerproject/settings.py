@@ -77,6 +77,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A process with the wrong key serves nothing that needs it (token callbacks included).
+    "accounts.middleware.EncryptionKeyMiddleware",
+    # Token callbacks leave here for their view: nothing below is work a callback uses.
+    "zoomauth.lane.CallbackLaneMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -84,7 +88,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "accounts.middleware.EncryptionKeyMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 

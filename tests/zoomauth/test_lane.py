@@ -1,0 +1,36 @@
+"""Token callbacks take their own lane through the middleware: none of the session, CSRF,
+authentication, messages, clickjacking or axes work, and every guarantee of the view kept."""
+
+import pytest
+
+from tests.zoomauth.test_callbacks import assert_bare_token, path_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_callback_skips_the_middleware_it_never_uses(anon, connection):
+    response = anon.get(path_of(connection.access_token_callback_url))
+    assert assert_bare_token(response) == connection.access_token
+    assert "X-Frame-Options" not in response  # XFrameOptionsMiddleware did not run
+    assert "Vary" not in response and not response.cookies  # neither did sessions nor CSRF
+    assert response["Cache-Control"] == "no-store"
+    page = anon.get("/accounts/login/")
+    assert page["X-Frame-Options"] == "DENY"  # every other page still goes the whole way
+
+
+def test_the_lane_keeps_the_host_check_and_the_views_refusals(anon, connection):
+    assert anon.get(path_of(connection.zak_url), HTTP_HOST="evil.example").status_code == 400
+    assert anon.get(path_of(connection.zak_url).replace(connection.callback_secret, "x")).status_code == 401
+    assert anon.get("/recall/callbacks/nonsense/?connection=x").status_code == 404
+    assert anon.get("/recall/callbacks/zak").status_code in (301, 404)  # not a callback path: the full stack
+
+
+def test_a_wrong_encryption_key_still_stops_callbacks(anon, connection, monkeypatch):
+    from cryptography.fernet import Fernet, MultiFernet
+    from django.test import Client
+    from encrypted_model_fields import fields as encrypted_fields
+
+    assert anon.get(path_of(connection.zak_url)).status_code == 200  # the canary, under the right key
+    monkeypatch.setattr(encrypted_fields, "CRYPTER", MultiFernet([Fernet(Fernet.generate_key())]))
+    response = Client().get(path_of(connection.zak_url))  # a process started with the wrong key
+    assert response.status_code == 503 and b"FIELD_ENCRYPTION_KEY" in response.content
