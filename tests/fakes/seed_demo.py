@@ -80,7 +80,7 @@ Demo ready. Fake Zoom: {ZOOM}  Fake Recall: {RECALL}/us-east-1  Broker: {BROKER}
 4. Let alice join the meeting:
      curl -X POST {ZOOM}/_control/meetings/85000000001/join -d '{{"user_id": "zu_alice"}}'
    The bot page (it refreshes itself) goes joining_call → in_call_recording → done.
-5. Staff view: {BROKER}/admin/ (connections, token callbacks, bots, webhook deliveries).
+5. Staff view: {BROKER}/admin/ opens on the overview of what is wrong (connections, callbacks, events, bots).
    Meeting 85000000002 only admits signed-in users: mark a connection as the service account in the
    admin, then launch with "ZAK" and "Take the ZAK from the service account".
 """,
