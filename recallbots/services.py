@@ -1,5 +1,6 @@
 import json
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from zoomauth.services import (
     ConnectionUnusable,
     callback_grant_issue,
     callback_grants_end,
+    callback_grants_reopen,
     connection_for_meeting,
     connection_save_grant,
 )
@@ -580,11 +582,39 @@ def _apply_status_changes(bot: Bot, changes: list[dict]) -> None:
             bot.status_updated_at = occurred_at
 
 
-def bot_record_status(
-    *, recall_bot_id: str, code: str, sub_code: str | None, occurred_at: str | None, webhook_id: str
-) -> bool:
-    """Append a status event (idempotent on webhook_id). Returns False for a duplicate."""
+def _adopt(*, recall_bot_id: str, broker_bot_id: str) -> Bot | None:
+    """A status for a Recall bot the broker does not know by id, whose metadata names one of the
+    broker's bots: the create that failed ambiguously (answer lost, lookup found nothing yet)
+    did create it. The bot takes its Recall id from now on."""
+    try:
+        public_id = uuid.UUID(broker_bot_id)
+    except ValueError:
+        return None
+    adopted = Bot.objects.filter(public_id=public_id, recall_id__isnull=True).update(
+        recall_id=recall_bot_id[:64], queued_payload="", last_error=""
+    )
     bot = Bot.objects.filter(recall_id=recall_bot_id).first()
+    if adopted and bot is not None:
+        logger.info("bot found through its status webhook", extra={"recall_bot": recall_bot_id})
+        callback_grants_reopen(holder=bot.callback_holder, until=_grant_until(bot.join_at))
+    return bot
+
+
+def bot_record_status(
+    *,
+    recall_bot_id: str,
+    code: str,
+    sub_code: str | None,
+    occurred_at: str | None,
+    webhook_id: str,
+    broker_bot_id: str = "",
+) -> bool:
+    """Append a status event (idempotent on webhook_id). Returns False for a duplicate.
+    `broker_bot_id` is the bot's metadata as Recall sends it back: it finds a bot whose create
+    answer was lost."""
+    bot = Bot.objects.filter(recall_id=recall_bot_id).first()
+    if bot is None and broker_bot_id:
+        bot = _adopt(recall_bot_id=recall_bot_id, broker_bot_id=broker_bot_id)
     if bot is None:
         logger.info("status for an unknown bot", extra={"recall_bot": recall_bot_id})
         return False

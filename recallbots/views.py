@@ -172,5 +172,8 @@ def recall_webhook(request):
         sub_code=str(status_data["sub_code"]) if status_data.get("sub_code") else None,
         occurred_at=status_data.get("updated_at"),
         webhook_id=webhook_id,
+        broker_bot_id=str((bot_data.get("metadata") or {}).get("broker_bot_id", ""))[:64]
+        if isinstance(bot_data.get("metadata"), dict)
+        else "",
     )
     return HttpResponse("ok", content_type="text/plain")

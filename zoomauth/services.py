@@ -354,6 +354,16 @@ def callback_grants_end(*, holder: str, grace: timedelta = timedelta(0)) -> int:
     return CallbackGrant.objects.filter(holder=holder[:100], expires_at__gt=until).update(expires_at=until)
 
 
+def callback_grants_reopen(*, holder: str, until: datetime) -> int:
+    """The holder turned out to exist after all (a bot whose create answer was lost): its URLs
+    work again, while their connection's secret has not changed since."""
+    return (
+        CallbackGrant.objects.filter(holder=holder[:100], created_at__gte=F("connection__callback_secret_rotated_at"))
+        .filter(connection__status=ZoomConnection.Status.ACTIVE)
+        .update(expires_at=until)
+    )
+
+
 def _end_connection_secrets(connection: ZoomConnection) -> None:
     """Revoke or reconnect: every URL made before (the connection's and its bots') stops working."""
     connection.rotate_callback_secret()

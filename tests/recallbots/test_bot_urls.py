@@ -144,3 +144,36 @@ def test_rotating_the_secret_works_whatever_the_connections_state(api_client, co
     )
     assert response.status_code == 200
     assert ZoomConnection.objects.get(pk=connection.pk).callback_secret_hash != before
+
+
+def test_a_bot_whose_create_answer_was_lost_is_found_by_its_status_webhook(
+    api_client, client, connection, alice_api, fake_recall, settings
+):
+    """The page's launch: Recall created the bot but its answer was lost and the lookup did not see
+    it yet, so the broker said launch_failed. Recall's first status webhook names the broker's bot
+    in its metadata: the bot is tracked from then on and its URLs work again."""
+    settings.RECALL_VERIFICATION_SECRET = WHSEC
+    launched = launch(api_client, alice_api, connection, ALICE_MEETING, ["obf"])
+    bot = Bot.objects.get(public_id=launched.json()["id"])
+    obf_url = path_of(sent_urls(fake_recall, launched)["obf_token_url"])
+    recall_id = bot.recall_id
+    Bot.objects.filter(pk=bot.pk).update(recall_id=None, status=Bot.Status.LAUNCH_FAILED)  # what the broker believed
+    from zoomauth.services import callback_grants_end
+
+    callback_grants_end(holder=bot.callback_holder)
+    assert client.get(obf_url).status_code == 401
+    body = json.dumps(
+        {
+            "event": "bot.joining_call",
+            "data": {
+                "data": {"code": "joining_call", "sub_code": None, "updated_at": timezone.now().isoformat()},
+                "bot": {"id": recall_id, "metadata": {"broker_bot_id": str(bot.public_id)}},
+            },
+        }
+    ).encode()
+    headers = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in standard_webhook_headers(WHSEC, body).items()}
+    answer = client.post("/recall/webhooks/bot-status/", body, content_type="application/json", **headers)
+    assert answer.status_code == 200
+    bot.refresh_from_db()
+    assert bot.recall_id == recall_id and bot.status == "joining_call"
+    assert client.get(obf_url).status_code == 200  # its URLs work again
