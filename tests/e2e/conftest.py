@@ -262,17 +262,18 @@ def wait_for_quiet_database(timeout: float = 10.0) -> None:
 
 
 def quiesce(broker: "Broker") -> None:
-    """Before pytest-django truncates every table: beat and the workers paused (a countdown task
-    firing mid-TRUNCATE deadlocks it), never while one of them is inside a transaction."""
+    """Before pytest-django truncates every table: beat, the workers and the web paused, never while
+    one of them is inside a transaction. A countdown task firing mid-TRUNCATE deadlocks it, and so
+    does a request the fakes still send (Recall's status webhooks for the scenario's bots)."""
     broker.signal("beat", signal.SIGSTOP)
-    workers = [name for name in broker.processes if name.startswith("worker-")]
+    paused = [name for name in broker.processes if name != "beat"]
     for _ in range(50):
         wait_for_quiet_database()
-        for name in workers:
+        for name in paused:
             broker.pause_group(name, signal.SIGSTOP)
         if _busy_sessions() == 0:
             return
-        for name in workers:
+        for name in paused:
             broker.pause_group(name, signal.SIGCONT)
     raise RuntimeError("the broker's workers would not leave the database alone")
 
@@ -283,16 +284,22 @@ def resume(broker: "Broker") -> None:
 
 
 @pytest.fixture
-def e2e(broker, transactional_db, e2e_fakes, settings):
+def broker_resumed_after_flush(broker):
+    """Set up before transactional_db, so torn down after its TRUNCATE: the broker runs again."""
+    yield broker
+    resume(broker)
+
+
+@pytest.fixture
+def e2e(broker_resumed_after_flush, transactional_db, e2e_fakes, settings):
     """A clean world for one scenario: fakes reset and wired, the broker's settings mirrored here.
 
-    Afterwards beat is paused and the worker left to finish, so that pytest-django's TRUNCATE
-    of every table does not deadlock with a periodic task's transaction.
+    Afterwards the broker's processes are paused outside any transaction (quiesce) while
+    pytest-django truncates every table, so that TRUNCATE deadlocks with no task or request.
     """
-    broker.signal("beat", signal.SIGCONT)
+    broker = broker_resumed_after_flush
     yield _scenario(broker, e2e_fakes, settings)
-    broker.signal("beat", signal.SIGSTOP)
-    wait_for_quiet_database()
+    quiesce(broker)
 
 
 def _scenario(broker, e2e_fakes, settings):
