@@ -9,8 +9,8 @@ meeting · 409 Zoom refused to mint (scope, user not in the meeting, not the hos
 
 This view owns the HTTP side: throttles, authentication, the audit and the mapping from a
 token error's category to a status. What token to hand out is zoomauth.tokens' business.
-The path is kept lean because bots wait on it: one row read, throttles that cost one Redis
-round trip each, no content negotiation, and the audit row written in batches after the answer is sent (audit.py).
+The path is kept lean because bots wait on it: one row read, the throttles in one Redis round
+trip, no content negotiation, and the audit row written in batches after the answer is sent (audit.py).
 """
 
 import json
@@ -123,16 +123,19 @@ class TokenResponse(Response):
 
 
 class CallbackThrottles:
-    """Fixed-window counters, one Redis round trip each (per process while Redis is away).
+    """Fixed-window counters, all of one request's in one Redis round trip (per process while Redis
+    is away), counted once the secret has been checked so that the outcome decides what to count.
 
     Recall's bots share Recall's egress addresses, so an address says little about who asks:
     - a request with a valid Recall signature is never refused by an address limit; its failed
       secrets are counted per (address, connection), so a few stale URLs lock out only
       themselves, never the rest of the fleet;
-    - unsigned traffic (no verification secret configured, or not Recall) is counted per address
-      before anything else, and its failures per address as well;
-    - per connection, counted only once the secret is verified, so nobody who merely knows a
-      connection id (it is in logs and URLs) can use up the real bot's allowance.
+    - unsigned traffic (no verification secret configured, or not Recall) is counted per address,
+      and its failures per address as well;
+    - per connection, counted only for a verified secret, so nobody who merely knows a connection
+      id (it is in logs and URLs) can use up the real bot's allowance.
+    A locked-out caller is refused whether or not its secret was right, so the lockout tells a
+    guesser nothing.
     """
 
     def __init__(self, address: str, *, signed: bool):
@@ -146,32 +149,42 @@ class CallbackThrottles:
         ident = f"{self.address_ident}:{connection_param[:40]}"
         return Window.for_rate("callback_failures", ident, self.rates["callback_failures"])
 
-    def check_before_secret(self, connection_param: str) -> None:
-        if self.signed:
-            lockout = self._connection_failures(connection_param)
-            (failures,) = counts([lockout], increment=[False])
-            requests_seen = 0
+    def check(self, connection_param: str, connection: ZoomConnection | None) -> None:
+        """Count this request (`connection` is None when its secret failed) and refuse it (429)
+        when a limit is over. One round trip."""
+        windows, bump = [], []
+        lockout = self._connection_failures(connection_param) if self.signed else self.address_failures
+        if not self.signed:
+            windows.append(self.address)
+            bump.append(True)
+        windows.append(lockout)
+        bump.append(connection is None)  # a failure counts against the lockout it is checked by
+        if connection is None:
+            if not self.signed:
+                windows.append(self._connection_failures(connection_param))
+                bump.append(True)
         else:
-            lockout = self.address_failures
-            requests_seen, failures = counts([self.address, lockout], increment=[True, False])
-        if failures >= lockout.limit:
+            windows.append(
+                Window.for_rate("callback_connection", str(connection.pk), self.rates["callback_connection"])
+            )
+            bump.append(True)
+        seen = dict(zip((window.key for window in windows), counts(windows, increment=bump), strict=True))
+        failures_before = seen[lockout.key] - (1 if connection is None else 0)
+        if failures_before >= lockout.limit:
             raise CallbackRefused(429, "Too many failed attempts from this address.", retry_after=lockout.retry_after())
-        if requests_seen > self.address.limit:
+        if not self.signed and seen[self.address.key] > self.address.limit:
             raise CallbackRefused(429, "Too many requests. Slow down.", retry_after=self.address.retry_after())
+        if connection is not None and seen[windows[-1].key] > windows[-1].limit:
+            raise CallbackRefused(
+                429, "Too many requests for this connection. Slow down.", retry_after=windows[-1].retry_after()
+            )
 
     def record_failure(self, connection_param: str) -> None:
+        """A failure found before the secret was read (a bad Recall signature)."""
         windows = [self._connection_failures(connection_param)]
         if not self.signed:
             windows.append(self.address_failures)
         counts(windows, increment=[True] * len(windows))
-
-    def check_connection(self, connection: ZoomConnection) -> None:
-        window = Window.for_rate("callback_connection", str(connection.pk), self.rates["callback_connection"])
-        (seen,) = counts([window], increment=[True])
-        if seen > window.limit:
-            raise CallbackRefused(
-                429, "Too many requests for this connection. Slow down.", retry_after=window.retry_after()
-            )
 
 
 class TokenCallbackView(APIView):
@@ -256,18 +269,19 @@ class TokenCallbackView(APIView):
             CallbackThrottles(address, signed=False).record_failure(connection_param)
             raise
         throttles = CallbackThrottles(address, signed=signed)
-        throttles.check_before_secret(connection_param)
         try:
-            connection = self._authenticated_connection(request)
-        except CallbackRefused as refused:
-            if refused.http_status == 401:
-                throttles.record_failure(connection_param)
-            raise
-        self.audit["connection_id"] = connection.pk
-        self.audit["grant_id"] = getattr(connection, "grant_id", None)
+            connection, refused = self._authenticated_connection(request), None
+        except CallbackRefused as failed:
+            if failed.http_status != 401:
+                raise
+            connection, refused = None, failed
         if getattr(db, "pool", None) is not None and not db.in_atomic_block:
             db.close()  # back to the pool: minting waits on Zoom, and must not hold a connection
-        throttles.check_connection(connection)
+        throttles.check(connection_param, connection)
+        if refused is not None:
+            raise refused
+        self.audit["connection_id"] = connection.pk
+        self.audit["grant_id"] = getattr(connection, "grant_id", None)
 
         meeting_id = ""
         if kind in (CallbackLog.Kind.OBF, CallbackLog.Kind.JOIN_TOKEN):

@@ -129,3 +129,42 @@ def test_an_idempotency_key_is_503_with_retry_after(api_client, connection, staf
 def test_readyz_says_redis_is_down(client, redis_away):
     body = client.get("/readyz").json()
     assert body["checks"]["redis"]["ok"] is False
+
+
+# --- cost ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_round_trips(monkeypatch):
+    """Every write to a Redis socket (a command, or a whole pipeline) is one round trip."""
+    import redis.connection
+
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    return sent
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_stored_token_callback_costs_one_redis_round_trip(anon, connection, signing_on, redis_round_trips, signed):
+    url = path_of(connection.access_token_callback_url)
+    headers = signed_headers(msg_id="rt") if signed else {}
+    anon.get(url, **headers)  # connections opened, scripts loaded
+    redis_round_trips.clear()
+    assert_bare_token(anon.get(url, **signed_headers(msg_id="rt2") if signed else {}))
+    assert len(redis_round_trips) == 1  # address, lockout and connection counted together
+
+
+def test_a_failed_secret_costs_one_redis_round_trip_and_still_counts(anon, connection, redis_round_trips):
+    bad = path_of(connection.access_token_callback_url).replace(connection.callback_secret, "guess")
+    anon.get(bad)
+    redis_round_trips.clear()
+    assert anon.get(bad).status_code == 401
+    assert len(redis_round_trips) == 1
+    statuses = [anon.get(bad).status_code for _ in range(20)]
+    assert statuses[-1] == 429
