@@ -32,6 +32,7 @@ timeout = 30
 graceful_timeout = 20
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 accesslog = "-"
+logger_class = "brokerproject.gunicorn_logging.BrokerLogger"  # token callbacks log one line, their own
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 logconfig_dict = logging_config(os.environ.get("LOG_LEVEL", "INFO"))  # the same as Django's

@@ -13,6 +13,7 @@ The path is kept lean because bots wait on it: one row read, the throttles in on
 trip, no content negotiation, and the audit row written in batches after the answer is sent (audit.py).
 """
 
+import functools
 import json
 import logging
 import re
@@ -40,18 +41,25 @@ from .tokens import Budget, Category, TokenRequest, TokenUnavailable, token_issu
 
 logger = logging.getLogger(__name__)
 
+KINDS = frozenset(CallbackLog.Kind.values)  # an enum's .values is rebuilt on every access
 MEETING_ID = re.compile(r"^\d{9,13}$")
 UNKNOWN = "Unknown connection or wrong auth_token."
 
-HOT_PATH_COLUMNS = (
-    "id",
-    "public_id",
-    "status",
-    "token_source",
-    "access_token",
-    "access_token_expires_at",
-    "token_generation",
-    "callback_secret_hash",
+# What token_issue() reads, in the model's field order (Model.from_db() takes values that way).
+HOT_PATH_COLUMNS = tuple(
+    field.attname
+    for field in ZoomConnection._meta.concrete_fields
+    if field.attname
+    in {
+        "id",
+        "public_id",
+        "status",
+        "token_source",
+        "access_token",
+        "access_token_expires_at",
+        "token_generation",
+        "callback_secret_hash",
+    }
 )
 HOT_PATH_READ = f"SELECT {', '.join(HOT_PATH_COLUMNS)} FROM {ZoomConnection._meta.db_table} WHERE public_id = %s"  # noqa: S608
 # A bot's URL: its credential and its connection in one read.
@@ -191,6 +199,7 @@ class TokenCallbackView(APIView):
     authentication_classes: list = []  # the connection's secret, checked in get()
     permission_classes = [AllowAny]
     renderer_classes = [PlainTextRenderer]
+    parser_classes: list = []  # GETs without a body
     content_negotiation_class = PlainTextOnly
     throttle_classes: list = []  # CallbackThrottles, around the secret check in get()
     schema = None  # plain-text endpoints for Recall, not part of the JSON API
@@ -221,7 +230,8 @@ class TokenCallbackView(APIView):
             response = self._refusal(CallbackRefused(503, "The broker failed; try again.", retry_after=2))
             outcome = "internal error"
         response["Cache-Control"] = "no-store"
-        if kind in CallbackLog.Kind.values:
+        response._has_been_logged = True  # its one line is the audit's below, not django.request's
+        if kind in KINDS:
             elapsed = time.monotonic() - started
             metrics.CALLBACKS.labels(kind, str(response.status_code)).inc()
             metrics.CALLBACK_SECONDS.labels(kind).observe(elapsed)
@@ -254,11 +264,22 @@ class TokenCallbackView(APIView):
             signature_checked=self.audit["signature_checked"],
             client_address=address,
         )
-        logger.info("token callback", extra={"kind": kind, "status": status_code, "latency_ms": latency_ms})
+        logger.info(
+            "token callback",
+            extra={
+                "kind": kind,
+                "status": status_code,
+                "latency_ms": latency_ms,
+                "zoom_calls": self.audit["zoom_calls"],
+                "connection": self.audit["connection_id"],
+                "address": address,
+                "outcome": "" if status_code == 200 else outcome[:200],
+            },
+        )
 
     # --- request handling ------------------------------------------------------------------
     def get(self, request, kind: str):
-        if kind not in CallbackLog.Kind.values:
+        if kind not in KINDS:
             raise CallbackRefused(404, "Unknown token kind.")
         budget = Budget(settings.CALLBACK_TIME_BUDGET)
         address = client_address(request)
@@ -360,22 +381,48 @@ class TokenCallbackView(APIView):
 
     @staticmethod
     def _read_connection(query: str, public_id: uuid.UUID, *, with_now: bool = False) -> ZoomConnection | None:
-        # Raw SQL: compiling the equivalent QuerySet was a third of this view's CPU under load.
-        # The columns are what token_issue() reads; the others stay deferred (and are loaded on
-        # access, which the refresh path never needs: it re-reads the row itself).
-        value = ZoomConnection._meta.get_field("public_id").get_db_prep_value(public_id, db)
-        params = [value]
+        # One cursor and Model.from_db(): the QuerySet equivalent, and raw()'s column mapping
+        # redone on every request, were a third of this view's CPU under load. The columns are
+        # what token_issue() reads; the others stay deferred (loaded on access, which the refresh
+        # path never needs: it re-reads the row itself). Each column goes through its field's and
+        # the backend's converters as any read of the model would (the access token is decrypted).
+        params = [ZoomConnection._meta.get_field("public_id").get_db_prep_value(public_id, db)]
         if with_now:
             params.insert(0, CallbackGrant._meta.get_field("expires_at").get_db_prep_value(timezone.now(), db))
-        return next(iter(ZoomConnection.objects.raw(query, params)), None)
+        with db.cursor() as cursor:
+            cursor.execute(query, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row[: len(HOT_PATH_COLUMNS)])
+        for position, column, converters in _column_converters():
+            for converter in converters:
+                values[position] = converter(values[position], column, db)
+        connection = ZoomConnection.from_db(db.alias, HOT_PATH_COLUMNS, values)
+        if with_now:
+            grant_id, secret_hash, kinds, meeting_id, live = row[len(HOT_PATH_COLUMNS) :]
+            connection.grant_id, connection.grant_secret_hash, connection.grant_live = grant_id, secret_hash, live
+            connection.grant_kinds = json.loads(kinds) if isinstance(kinds, str) else kinds
+            connection.grant_meeting_id = meeting_id
+        return connection
+
+
+@functools.cache
+def _column_converters() -> list[tuple[int, object, list]]:
+    """(position, column, converters) of each hot-path column that has any, as the ORM's compiler
+    finds them; worked out once per process (one database, one backend)."""
+    found = []
+    for position, name in enumerate(HOT_PATH_COLUMNS):
+        column = ZoomConnection._meta.get_field(name).get_col(ZoomConnection._meta.db_table)
+        converters = db.ops.get_db_converters(column) + column.get_db_converters(db)
+        if converters:
+            found.append((position, column, converters))
+    return found
 
 
 def _check_grant_scope(connection: ZoomConnection, kind: str, meeting_id: str) -> None:
     """A bot's URL serves only the kinds it was launched with, and only for its meeting."""
-    kinds = connection.grant_kinds
-    if isinstance(kinds, str):  # raw() hands JSON over as text on some backends
-        kinds = json.loads(kinds)
-    if kind not in kinds:
+    if kind not in connection.grant_kinds:
         raise CallbackRefused(403, f"This bot's URL is not for {kind} tokens.")
     if meeting_id and meeting_id != connection.grant_meeting_id:
         raise CallbackRefused(403, "This bot's URL is for another meeting.")

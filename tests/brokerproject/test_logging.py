@@ -1,3 +1,4 @@
+from datetime import timedelta
 import logging
 
 from brokerproject.logging import KeyValueFormatter, MaskSecretsFilter
@@ -43,3 +44,44 @@ def test_authorization_headers_and_extras_are_masked():
 def test_plain_fields_are_kept():
     line = render(make_record("x", "status_code=%s meeting_id=%s", (404, "123456789")))
     assert "status_code=404" in line and "meeting_id=123456789" in line
+
+
+def _gunicorn_access_lines(path: str) -> list[logging.LogRecord]:
+    from gunicorn.config import Config
+
+    from brokerproject.gunicorn_logging import BrokerLogger
+
+    config = Config()
+    config.set("accesslog", "-")
+    config.set("logger_class", "brokerproject.gunicorn_logging.BrokerLogger")
+    server_log = BrokerLogger(config)
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    server_log.access_log.addHandler(Keep())
+
+    class Answer:
+        status = "200 OK"
+        headers = ()
+        sent = 12
+
+    class Request:
+        headers = ()
+
+    environ = {
+        "PATH_INFO": path,
+        "RAW_URI": path,
+        "QUERY_STRING": "",
+        "REQUEST_METHOD": "GET",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    server_log.access(Answer(), Request(), environ, timedelta(milliseconds=3))
+    return seen
+
+
+def test_gunicorn_leaves_the_access_line_of_a_token_callback_to_the_callback():
+    assert _gunicorn_access_lines("/recall/callbacks/zak/") == []  # the view writes its own line
+    assert len(_gunicorn_access_lines("/api/connections/")) == 1  # every other request keeps one

@@ -34,3 +34,32 @@ def test_a_wrong_encryption_key_still_stops_callbacks(anon, connection, monkeypa
     monkeypatch.setattr(encrypted_fields, "CRYPTER", MultiFernet([Fernet(Fernet.generate_key())]))
     response = Client().get(path_of(connection.zak_url))  # a process started with the wrong key
     assert response.status_code == 503 and b"FIELD_ENCRYPTION_KEY" in response.content
+
+
+def test_the_one_row_read_loads_what_the_orm_loads(connection):
+    """The callback's cursor read (no QuerySet) gives the same values as the ORM, token decrypted."""
+    from zoomauth.callbacks import HOT_PATH_COLUMNS, HOT_PATH_READ, TokenCallbackView
+    from zoomauth.models import ZoomConnection
+
+    connection.refresh_from_db()
+    read = TokenCallbackView._read_connection(HOT_PATH_READ, connection.public_id)
+    for column in HOT_PATH_COLUMNS:
+        assert getattr(read, column) == getattr(connection, column), column
+    assert read.access_token and read.token_generation == connection.token_generation
+    assert read.get_deferred_fields() == {f.attname for f in ZoomConnection._meta.concrete_fields} - set(HOT_PATH_COLUMNS)
+
+
+def test_a_callback_writes_one_log_line_without_its_secret(anon, connection, caplog):
+    caplog.set_level("INFO")
+    bad = path_of(connection.zak_url).replace(connection.callback_secret, "wrong-secret-value")
+    assert anon.get(bad).status_code == 401
+    assert assert_bare_token(anon.get(path_of(connection.access_token_callback_url)))
+    lines = [r for r in caplog.records if r.name in ("zoomauth.callbacks", "django.request")]
+    assert [(r.name, r.getMessage(), r.status) for r in lines] == [
+        ("zoomauth.callbacks", "token callback", 401),  # not django.request's "Unauthorized: ..." too
+        ("zoomauth.callbacks", "token callback", 200),
+    ]
+    refused, served = lines
+    assert refused.kind == "zak" and refused.outcome.startswith("Unknown connection") and served.outcome == ""
+    assert served.connection == connection.pk and refused.connection is None
+    assert all(connection.callback_secret not in str(r.__dict__) for r in caplog.records)
