@@ -204,6 +204,10 @@ class TokenCallbackView(APIView):
     throttle_classes: list = []  # CallbackThrottles, around the secret check in get()
     schema = None  # plain-text endpoints for Recall, not part of the JSON API
 
+    def perform_authentication(self, request):
+        """No DRF user: the connection's secret (or a bot's grant) is the credential, checked in
+        get(). DRF's default would build an AnonymousUser for every callback."""
+
     def handle_exception(self, exc):
         if isinstance(exc, CallbackRefused):
             raise exc

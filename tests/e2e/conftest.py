@@ -279,25 +279,32 @@ def quiesce(broker: "Broker") -> None:
 
 
 def resume(broker: "Broker") -> None:
+    """Continue every process. gunicorn's workers first: their master kills a worker whose
+    heartbeat is older than its timeout (30 s) by the monotonic clock, which ran on during the
+    pause, so the workers get to beat before the master looks."""
+    web = broker.processes.get("web")
+    if web is not None and web.poll() is None:
+        children = subprocess.run(["pgrep", "-P", str(web.pid)], capture_output=True, text=True).stdout.split()
+        for pid in children:
+            try:
+                os.kill(int(pid), signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.3)
     for name in broker.processes:
         broker.pause_group(name, signal.SIGCONT)
 
 
 @pytest.fixture
-def broker_resumed_after_flush(broker):
-    """Set up before transactional_db, so torn down after its TRUNCATE: the broker runs again."""
-    yield broker
-    resume(broker)
-
-
-@pytest.fixture
-def e2e(broker_resumed_after_flush, transactional_db, e2e_fakes, settings):
+def e2e(broker, transactional_db, e2e_fakes, settings):
     """A clean world for one scenario: fakes reset and wired, the broker's settings mirrored here.
 
-    Afterwards the broker's processes are paused outside any transaction (quiesce) while
-    pytest-django truncates every table, so that TRUNCATE deadlocks with no task or request.
+    Afterwards the broker's processes are paused outside any transaction (quiesce), and stay so
+    until the next scenario: pytest-django's TRUNCATE of every table deadlocks with no task or
+    request, and the tests that run in-process after the e2e ones share the test database with
+    no beat or worker of the broker's refreshing their connections.
     """
-    broker = broker_resumed_after_flush
+    resume(broker)
     yield _scenario(broker, e2e_fakes, settings)
     quiesce(broker)
 

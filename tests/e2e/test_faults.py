@@ -89,15 +89,8 @@ def fault_broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory
 
 
 @pytest.fixture
-def fault_broker_resumed_after_flush(fault_broker):
-    """Set up before transactional_db, so torn down after its TRUNCATE: the broker runs again."""
-    yield fault_broker
+def world(fault_broker, transactional_db, e2e_fakes, settings):
     resume(fault_broker)
-
-
-@pytest.fixture
-def world(fault_broker_resumed_after_flush, transactional_db, e2e_fakes, settings):
-    fault_broker = fault_broker_resumed_after_flush
     broker, fake_zoom, fake_recall, app = _scenario(fault_broker, e2e_fakes, settings)
     staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
     _, key = ApiToken.issue(user=staff, name="backend")

@@ -200,15 +200,20 @@ def test_seed_004_customer_managed_credential_and_tokens_across_a_refresh(e2e):
     assert fake_zoom.counters["invalid_grant"] == 0
 
 
-def test_web_logs_mask_callback_secrets(e2e):
+def test_web_logs_mask_secrets_and_write_one_line_per_callback(e2e):
     broker, fake_zoom, fake_recall, app = e2e
-    connection = connected(broker, fake_zoom)
-    requests.get(connection.zak_url, timeout=10)
+    before = len(broker.log("web"))
+    connection = connected(broker, fake_zoom)  # the OAuth redirect carries code and state
+    assert requests.get(connection.zak_url, timeout=10).status_code == 200
+    assert requests.get(connection.zak_url.replace(connection.callback_secret, "wrong"), timeout=10).status_code == 401
     time.sleep(0.5)
-    log = broker.log("web")
-    assert "/recall/callbacks/zak/" in log
+    log = broker.log("web")[before:]
     assert connection.callback_secret not in log
-    assert "auth_token=***" in log
+    assert "code=***" in log and "state=***" in log  # gunicorn's access lines, masked
+    callbacks = [line for line in log.splitlines() if 'msg="token callback"' in line]
+    assert len(callbacks) == 2  # one line per callback: its own, not gunicorn's or django.request's too
+    assert "kind=zak status=200" in callbacks[0] and "kind=zak status=401" in callbacks[1]
+    assert "/recall/callbacks/" not in log and "Unauthorized" not in log
 
 
 def metric(text: str, name: str, **labels: str) -> float:

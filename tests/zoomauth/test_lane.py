@@ -64,3 +64,22 @@ def test_a_callback_writes_one_log_line_without_its_secret(anon, connection, cap
     assert refused.kind == "zak" and refused.outcome.startswith("Unknown connection") and served.outcome == ""
     assert served.connection == connection.pk and refused.connection is None
     assert all(connection.callback_secret not in str(r.__dict__) for r in caplog.records)
+
+
+def no_user_for_callbacks():
+    raise AssertionError("a token callback built a DRF user")
+
+
+def test_a_callback_builds_no_drf_user(anon, connection, settings):
+    """The secret is the credential: DRF's per-request AnonymousUser is work a callback skips."""
+    from rest_framework.settings import api_settings
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "UNAUTHENTICATED_USER": "tests.zoomauth.test_lane.no_user_for_callbacks",
+    }
+    api_settings.reload()
+    try:
+        assert assert_bare_token(anon.get(path_of(connection.access_token_callback_url)))
+    finally:
+        api_settings.reload()
