@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo lint format bench clean
+.PHONY: run test demo lint format bench profile clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (looked for $(PYTHON))."; exit 1; }
@@ -46,6 +46,12 @@ bench: $(STAMP)
 	$(PY) bench/intake.py
 	$(PY) bench/run.py
 	$(PY) bench/overview.py
+
+## profile: flame graphs of a gunicorn worker serving token callbacks (bench/flamegraph-*.svg, py-spy)
+profile: $(STAMP)
+	./scripts/ensure-services
+	command -v wrk >/dev/null 2>&1 || { apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }
+	$(PY) bench/profile.py
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
