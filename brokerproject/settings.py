@@ -338,6 +338,9 @@ CALLBACK_TIME_BUDGET = env.float("CALLBACK_TIME_BUDGET_SECONDS", default=4.0)
 CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", default=30))
 # Callback audit rows are written by a background thread in batches, this often (0: at once).
 CALLBACK_AUDIT_FLUSH_SECONDS = env.float("CALLBACK_AUDIT_FLUSH_SECONDS", default=0.1)
+# A web process keeps the connection rows callbacks read this long, dropping one the moment
+# PostgreSQL notifies a change to it (zoomauth/rowcache.py). 0: every callback reads its row.
+CALLBACK_ROW_CACHE_SECONDS = env.float("CALLBACK_ROW_CACHE_SECONDS", default=2.0)
 WEBHOOK_FORWARD_PERIOD = timedelta(hours=env.int("WEBHOOK_FORWARD_PERIOD_HOURS", default=24))
 # Zoom events taken in by a web process within this many seconds share one queue message (0: one each).
 WEBHOOK_ENQUEUE_BATCH_SECONDS = env.float("WEBHOOK_ENQUEUE_BATCH_SECONDS", default=0.02)

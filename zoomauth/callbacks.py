@@ -35,7 +35,7 @@ from brokerproject import metrics, signing
 from brokerproject.crypto import secret_matches
 from brokerproject.throttling import Window, client_address, client_ip, counts
 
-from . import audit
+from . import audit, rowcache
 from .models import CallbackGrant, CallbackLog, ZoomConnection
 from .tokens import Budget, Category, TokenRequest, TokenUnavailable, token_issue
 
@@ -66,7 +66,7 @@ HOT_PATH_READ = f"SELECT {', '.join(HOT_PATH_COLUMNS)} FROM {ZoomConnection._met
 GRANT_READ = (
     f"SELECT {', '.join('c.' + column for column in HOT_PATH_COLUMNS)}, g.id AS grant_id, "  # noqa: S608
     "g.secret_hash AS grant_secret_hash, g.kinds AS grant_kinds, g.meeting_id AS grant_meeting_id, "
-    "g.expires_at > %s AS grant_live "
+    "g.expires_at AS grant_expires_at "
     f"FROM {CallbackGrant._meta.db_table} g JOIN {ZoomConnection._meta.db_table} c ON c.id = g.connection_id "
     "WHERE g.public_id = %s"
 )
@@ -362,63 +362,89 @@ class TokenCallbackView(APIView):
         except ValueError:
             raise CallbackRefused(401, UNKNOWN) from None
         db.health_check_done = True
-        query = GRANT_READ if by_grant else HOT_PATH_READ
-        try:
-            connection = self._read_connection(query, public_id, with_now=by_grant)
-        except (InterfaceError, DatabaseError) as exc:
-            if db.in_atomic_block or db.is_usable():
-                raise
-            logger.info("database connection was dead; reconnecting", extra={"error": type(exc).__name__})
-            db.close()
-            connection = self._read_connection(query, public_id, with_now=by_grant)
+        connection = self._connection_row(public_id, by_grant=by_grant)
         raw = request.query_params.get("auth_token", "")
         if connection is None:
             raise CallbackRefused(401, UNKNOWN)
         if by_grant:
             if not secret_matches(raw, connection.grant_secret_hash):
                 raise CallbackRefused(401, UNKNOWN)
-            if not connection.grant_live:
+            if not connection.grant_expires_at > timezone.now():
                 raise CallbackRefused(401, ENDED)
         elif not connection.check_callback_secret(raw):
             raise CallbackRefused(401, UNKNOWN)
         return connection
 
+    def _connection_row(self, public_id: uuid.UUID, *, by_grant: bool) -> ZoomConnection | None:
+        """The row from this process's row cache (zoomauth/rowcache.py: kept while PostgreSQL's
+        notices say nothing changed it), else from the database."""
+        key = f"{'grant' if by_grant else 'connection'}:{public_id}"
+        cached = rowcache.rows.get(key)
+        if cached is not None:
+            return _connection_from(cached[1], by_grant=by_grant)
+        mark = rowcache.rows.mark()
+        query = GRANT_READ if by_grant else HOT_PATH_READ
+        try:
+            values = self._read_connection(query, public_id)
+        except (InterfaceError, DatabaseError) as exc:
+            if db.in_atomic_block or db.is_usable():
+                raise
+            logger.info("database connection was dead; reconnecting", extra={"error": type(exc).__name__})
+            db.close()
+            values = self._read_connection(query, public_id)
+        if values is None:
+            return None
+        if not db.in_atomic_block and rowcache.rows.usable():  # never a row a transaction may roll back
+            rowcache.rows.put(key, values[0], values, mark)
+        return _connection_from(values, by_grant=by_grant)
+
     @staticmethod
-    def _read_connection(query: str, public_id: uuid.UUID, *, with_now: bool = False) -> ZoomConnection | None:
-        # One cursor and Model.from_db(): the QuerySet equivalent, and raw()'s column mapping
-        # redone on every request, were a third of this view's CPU under load. The columns are
-        # what token_issue() reads; the others stay deferred (loaded on access, which the refresh
-        # path never needs: it re-reads the row itself). Each column goes through its field's and
-        # the backend's converters as any read of the model would (the access token is decrypted).
+    def _read_connection(query: str, public_id: uuid.UUID) -> tuple | None:
+        """The row's values as the model holds them: one cursor, then each column through its
+        field's and the backend's converters as any read of the model would (the access token is
+        decrypted). The QuerySet equivalent, and raw()'s column mapping redone on every request,
+        were a third of this view's CPU under load."""
         params = [ZoomConnection._meta.get_field("public_id").get_db_prep_value(public_id, db)]
-        if with_now:
-            params.insert(0, CallbackGrant._meta.get_field("expires_at").get_db_prep_value(timezone.now(), db))
         with db.cursor() as cursor:
             cursor.execute(query, params)
             row = cursor.fetchone()
         if row is None:
             return None
-        values = list(row[: len(HOT_PATH_COLUMNS)])
+        values = list(row)
         for position, column, converters in _column_converters():
-            for converter in converters:
-                values[position] = converter(values[position], column, db)
-        connection = ZoomConnection.from_db(db.alias, HOT_PATH_COLUMNS, values)
-        if with_now:
-            grant_id, secret_hash, kinds, meeting_id, live = row[len(HOT_PATH_COLUMNS) :]
-            connection.grant_id, connection.grant_secret_hash, connection.grant_live = grant_id, secret_hash, live
-            connection.grant_kinds = json.loads(kinds) if isinstance(kinds, str) else kinds
-            connection.grant_meeting_id = meeting_id
-        return connection
+            if position < len(values):
+                for converter in converters:
+                    values[position] = converter(values[position], column, db)
+        if len(values) > len(HOT_PATH_COLUMNS):  # a bot's URL: its grant's columns follow
+            kinds = values[len(HOT_PATH_COLUMNS) + 2]
+            values[len(HOT_PATH_COLUMNS) + 2] = tuple(json.loads(kinds) if isinstance(kinds, str) else kinds)
+        return tuple(values)
+
+
+def _connection_from(values: tuple, *, by_grant: bool) -> ZoomConnection:
+    """A model instance of its own for each request: the columns token_issue() reads, the others
+    deferred (loaded on access, which the refresh path never needs: it re-reads the row itself)."""
+    connection = ZoomConnection.from_db(db.alias, HOT_PATH_COLUMNS, values[: len(HOT_PATH_COLUMNS)])
+    if by_grant:
+        (
+            connection.grant_id,
+            connection.grant_secret_hash,
+            connection.grant_kinds,
+            connection.grant_meeting_id,
+            connection.grant_expires_at,
+        ) = values[len(HOT_PATH_COLUMNS) :]
+    return connection
 
 
 @functools.cache
 def _column_converters() -> list[tuple[int, object, list]]:
-    """(position, column, converters) of each hot-path column that has any, as the ORM's compiler
-    finds them; worked out once per process (one database, one backend)."""
+    """(position, column, converters) of each column read that has any (the connection's, then a
+    grant's expiry), as the ORM's compiler finds them; worked out once per process."""
+    columns = [ZoomConnection._meta.get_field(name).get_col(ZoomConnection._meta.db_table) for name in HOT_PATH_COLUMNS]
+    columns += [None] * 4 + [CallbackGrant._meta.get_field("expires_at").get_col(CallbackGrant._meta.db_table)]
     found = []
-    for position, name in enumerate(HOT_PATH_COLUMNS):
-        column = ZoomConnection._meta.get_field(name).get_col(ZoomConnection._meta.db_table)
-        converters = db.ops.get_db_converters(column) + column.get_db_converters(db)
+    for position, column in enumerate(columns):
+        converters = db.ops.get_db_converters(column) + column.get_db_converters(db) if column is not None else []
         if converters:
             found.append((position, column, converters))
     return found

@@ -71,6 +71,7 @@ class Broker:
             "LOG_LEVEL": "INFO",
             "METRICS_TOKEN": METRICS_TOKEN,
             "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
+            "CALLBACK_ROW_CACHE_SECONDS": "2",  # production's default (pytest's env turns it off)
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
