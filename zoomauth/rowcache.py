@@ -9,9 +9,10 @@ query, the converters: a fifth of its CPU). A row read here is kept for CALLBACK
   worker, a revoke in another replica, the admin, a queryset update()). Each process listens on
   a connection of its own, in a thread, and drops that connection's rows as the notice arrives.
 - A row is served only while that listener has proved itself alive within the last
-  MAX_SILENCE seconds (a round trip after it has drained what was notified before it). A
-  listener that dies or stalls stops the cache within that time; every row it held is dropped
-  when it comes back, since notices sent meanwhile are lost.
+  MAX_SILENCE seconds: it notifies itself every POLL seconds, and notices arrive in commit
+  order, so hearing its own means it has taken every change committed before it (see _follow).
+  A listener that dies, stalls or cannot hear itself stops the cache within that time; every row
+  is dropped when it comes back, since notices sent meanwhile are lost.
 - A row read while any notice arrived is not kept: the read may predate the change the notice
   was about.
 So a change is seen by every process as soon as its notice is delivered, the same moment a
@@ -141,21 +142,38 @@ class RowCache:
                     listener.execute(f"LISTEN {CHANNEL}")
                     self.forget_all()  # notices sent before LISTEN are lost to this process
                     pause = 0.5
-                    while self.pid == os.getpid() and not self.stopping.is_set():
-                        for notice in listener.notifies(timeout=POLL):
-                            self.changed(int(notice.payload))
-                        started = time.monotonic()
-                        listener.execute("SELECT 1")  # alive; notices that came with it are drained next
-                        for notice in listener.notifies(timeout=0):
-                            self.changed(int(notice.payload))
-                        self.alive_at = started
-            except Exception as exc:  # noqa: BLE001 - any failure: stop serving rows, try again
+                    self._follow(listener)
+            except Exception as exc:  # noqa: BLE001 - any failure (or a stall): stop serving rows, try again
                 self.alive_at = float("-inf")
                 self.forget_all()
                 logger.warning("callback row cache listener stopped; reading every row", extra={"error": str(exc)})
                 self.stopping.wait(pause)
                 pause = min(pause * 2, 10.0)
         self.alive_at = float("-inf")
+
+    def _follow(self, listener) -> None:
+        """Drop rows as their notices come, and prove the listener alive by a notice of its own.
+
+        Every POLL seconds the listener notifies itself (payload "0"; connection ids start at 1).
+        PostgreSQL delivers notices in the order their transactions committed, so once its own
+        comes back, every change committed before it was sent has been taken: the cache may serve
+        rows until MAX_SILENCE after that moment. A session that cannot hear itself (a pooler in
+        transaction mode, a stalled connection) never proves itself alive and serves nothing.
+        The notices generator is never left early: a batch it is yielding would be lost.
+        """
+        own = listener.info.backend_pid
+        probe_sent_at: float | None = None
+        while self.pid == os.getpid() and not self.stopping.is_set():
+            if probe_sent_at is None:
+                probe_sent_at = time.monotonic()
+                listener.execute("SELECT pg_notify(%s, '0')", (CHANNEL,))
+            for notice in listener.notifies(timeout=POLL):
+                if notice.payload != "0":
+                    self.changed(int(notice.payload))
+                elif notice.pid == own and probe_sent_at is not None:
+                    self.alive_at, probe_sent_at = probe_sent_at, None
+            if probe_sent_at is not None and time.monotonic() - probe_sent_at > MAX_SILENCE:
+                raise TimeoutError("the listener did not hear its own notice")
 
 
 rows = RowCache()
