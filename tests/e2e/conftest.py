@@ -152,6 +152,13 @@ class Broker:
             self.commands[name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def revive(self) -> list[str]:
+        """Start again every process that has exited, as docker compose's restart policy does."""
+        revived = [name for name, process in self.processes.items() if process.poll() is not None]
+        for name in revived:
+            self.launch(name)
+        return revived
+
     def kill(self, name: str) -> None:
         """kill -9 of one process and its children (a worker's pool included)."""
         try:
