@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 
 from brokerproject import metrics, signing
 from brokerproject.crypto import secret_matches
+from brokerproject.dbpool import hand_back_connection
 from brokerproject.throttling import Window, client_address, client_ip, counts
 
 from . import audit, rowcache
@@ -300,8 +301,7 @@ class TokenCallbackView(APIView):
             if failed.http_status != 401:
                 raise
             connection, refused = None, failed
-        if getattr(db, "pool", None) is not None and not db.in_atomic_block:
-            db.close()  # back to the pool: minting waits on Zoom, and must not hold a connection
+        hand_back_connection()  # minting waits on Zoom, and must not hold a pool connection meanwhile
         throttles.check(connection_param, connection)
         if refused is not None:
             raise refused

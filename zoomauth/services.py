@@ -22,6 +22,7 @@ from encrypted_model_fields.fields import decrypt_str, encrypt_str
 from brokerproject import metrics
 from brokerproject.celery import enqueue_safely
 from brokerproject.crypto import secret_hash
+from brokerproject.dbpool import hand_back_connection
 
 from . import singleflight, token_sources, zoom
 from .models import CallbackGrant, ZoomApp, ZoomConnection, ZoomMeeting
@@ -489,6 +490,7 @@ def connection_fresh_access_token(
     if wait is None:
         return refresh()
     future = _refreshes.submit(connection_id, refresh)
+    hand_back_connection()  # the wait may last the caller's whole budget
     try:
         return future.result(timeout=max(0.0, wait))
     except FutureTimeout:
@@ -536,6 +538,7 @@ def _refresh(
             break
         if time.monotonic() > deadline:
             raise zoom.ZoomRetryableError("Another refresh of this connection is still running.", retry_after=5)
+        hand_back_connection()
         time.sleep(REFRESH_POLL_SECONDS)
     return _refresh_holding_lease(connection)
 
@@ -562,6 +565,7 @@ def _release_lease(connection_id: int, *, failure: str = "", not_before: datetim
 
 def _refresh_holding_lease(connection: ZoomConnection) -> FreshToken:
     sent_generation = connection.token_generation
+    hand_back_connection()  # Zoom may take up to ZOOM_REFRESH_TIMEOUT
     try:
         tokens = zoom.refresh_tokens(
             client_id=connection.app.client_id,

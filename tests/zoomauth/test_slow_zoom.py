@@ -147,3 +147,45 @@ def test_zooms_retry_after_on_a_refresh_is_honoured_across_ticks(connection, fak
     assert connections_refresh_due.run() == 0  # due, but Zoom asked for two minutes
     ZoomConnection.objects.filter(pk=connection.pk).update(refresh_not_before=timezone.now())
     assert connections_refresh_due.run() == 1
+
+
+def test_nobody_holds_a_pool_connection_while_zoom_answers_a_refresh(connection, fake_zoom, settings):
+    """Callbacks waiting for a slow refresh, and the refresh itself, hand their database
+    connections back to the pool while they wait: other requests never queue behind them."""
+    import threading
+    import time
+
+    from django.db import connection as db
+    from django.db import connections
+    from django.test import Client
+
+    settings.CALLBACK_TIME_BUDGET = 2.0
+    expire_soon(connection)
+    fake_zoom.configure(refresh_answer_delay=3.0)
+    url = path_of(connection.access_token_callback_url)
+    db.close()  # this test's own thread holds none
+    pool = db.pool
+    statuses: list[int] = []
+
+    def call():
+        try:
+            statuses.append(Client().get(url).status_code)
+        finally:
+            connections.close_all()  # this thread's
+
+    callers = [threading.Thread(target=call) for _ in range(3)]
+    started = time.monotonic()
+    for caller in callers:
+        caller.start()
+    held = []
+    # While the callers wait (until their 2 s budget) and Zoom takes 3 s to answer the refresh:
+    while time.monotonic() - started < 1.6:
+        if time.monotonic() - started > 0.8:
+            stats = pool.get_stats()
+            held.append(stats["pool_size"] - stats["pool_available"])
+        time.sleep(0.02)
+    for caller in callers:
+        caller.join()
+    assert statuses == [503, 503, 503]  # the stored token has 60 s left: under Recall's 120 s
+    assert held and max(held) == 0, held  # before: 4 (three waiting callbacks and the refresh)
+    wait_for_refresh(connection, connection.token_generation)
