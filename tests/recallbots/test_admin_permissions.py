@@ -3,21 +3,19 @@
 
 import pytest
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken
 from recallbots.models import Bot, RecallCredential, RecallOAuthApp
 from recallbots.selectors import NOT_YOUR_CONNECTION
-from recallbots.services import credential_create_customer_managed, recall_app_register
-from tests.conftest import connect_via_fake_zoom
+from recallbots.services import credential_create_customer_managed
+from tests.recallbots.conftest import ALICE_MEETING, BOB_MEETING
 from tests.staff import offered_actions, post_action, staff_with
-from zoomauth.models import ZoomApp, ZoomConnection, ZoomMeeting
+from zoomauth.models import ZoomApp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 APPS = "/admin/recallbots/recalloauthapp/"
 CREDENTIALS = "/admin/recallbots/recallcredential/"
 LAUNCHER = "/admin/recallbots/bot/add/"
-ALICE_MEETING = "85011110001"
-BOB_MEETING = "85022220002"
 
 
 @pytest.fixture(autouse=True)
@@ -26,25 +24,8 @@ def _live(live_broker):
 
 
 @pytest.fixture
-def recall_app(zoom_app, fake_recall):
-    return recall_app_register(zoom_app=zoom_app)
-
-
-@pytest.fixture
 def credential(recall_app, connection):
     return credential_create_customer_managed(connection=connection)
-
-
-@pytest.fixture
-def bob(zoom_app, client, fake_zoom):
-    person = User.objects.create_user(username="bob", password="correct horse battery")
-    client.force_login(person)
-    assert connect_via_fake_zoom(client, fake_zoom, zoom_user_id="zu_bob").status_code == 200
-    client.logout()
-    connection = ZoomConnection.objects.get(zoom_user_id="zu_bob")
-    fake_zoom.add_meeting(id=BOB_MEETING, host_id="zu_bob")
-    ZoomMeeting.objects.create(meeting_id=BOB_MEETING, host_connection=connection)
-    return connection
 
 
 def test_a_viewer_can_neither_delete_nor_push_a_recall_app(client, recall_app, fake_recall):
