@@ -28,7 +28,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         obj.key_prefix, obj.key_hash, obj.created_at = token.key_prefix, token.key_hash, token.created_at
         messages.warning(request, f"New API key (shown once, copy it now): {raw}")
 
-    @admin.action(description="Revoke selected API tokens")
+    @admin.action(description="Revoke selected API tokens", permissions=["change"])
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         messages.success(request, f"Revoked {count} API token(s).")

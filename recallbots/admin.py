@@ -3,11 +3,12 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
 
-from zoomauth.models import ZoomApp, ZoomConnection
+from zoomauth.models import ZoomApp
 
 from . import recall
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
+from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
 from .services import (
     LaunchError,
     LaunchRequest,
@@ -107,7 +108,7 @@ class RecallOAuthAppAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
             obj.zoom_app.redirect_uri,
         )
 
-    @admin.action(description="Send the current client secret and secret token to Recall")
+    @admin.action(description="Send the current client secret and secret token to Recall", permissions=["change"])
     def push_secrets(self, request, queryset):
         for app in queryset:
             try:
@@ -116,7 +117,7 @@ class RecallOAuthAppAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
                 messages.error(request, f"{app}: {exc}")
         messages.success(request, "Done.")
 
-    @admin.action(description="Delete in Recall and here")
+    @admin.action(description="Delete in Recall and here", permissions=["delete"])
     def delete_in_recall(self, request, queryset):
         for app in queryset:
             try:
@@ -135,7 +136,7 @@ class RecallCredentialAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Read the status from Recall")
+    @admin.action(description="Read the status from Recall", permissions=["change"])
     def sync_status(self, request, queryset):
         for credential in queryset.select_related("recall_app"):
             try:
@@ -143,7 +144,7 @@ class RecallCredentialAdmin(admin.ModelAdmin):
             except recall.RecallError as exc:
                 messages.error(request, f"{credential}: {exc}")
 
-    @admin.action(description="Re-create in Recall (customer-managed)")
+    @admin.action(description="Re-create in Recall (customer-managed)", permissions=["change"])
     def recreate(self, request, queryset):
         for credential in queryset.filter(mode=RecallCredential.Mode.CUSTOMER_MANAGED).select_related("connection"):
             try:
@@ -174,10 +175,7 @@ class LaunchBotForm(forms.ModelForm):
     class Meta:
         model = Bot
         fields = ("user", "connection", "meeting_url", "bot_name", "join_at")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["connection"].queryset = ZoomConnection.objects.active().select_related("app")
+        error_messages = {"connection": {"invalid_choice": NOT_YOUR_CONNECTION}}
 
 
 @admin.register(Bot)
@@ -193,6 +191,11 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
         if obj is None:
             kwargs["form"] = LaunchBotForm
         return super().get_form(request, obj, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "connection":  # the API's launch rule, for the staff member launching
+            kwargs["queryset"] = connections_launchable_by(launcher=request.user).active()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj else ()
@@ -212,15 +215,7 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
         return (
             "recall_id",
             "user",
-            "connection",
-            "meeting_id",
-            "token_kinds",
-            "bot_name",
-            "join_at",
-            "metadata",
-            "status",
-            "sub_code",
-            "fatal_hint",
+            *Bot.DESCRIBED_BY,
             "token_fetches",
             "status_updated_at",
             "last_error",

@@ -4,6 +4,7 @@ from zoomauth.models import ZoomConnection
 
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot
+from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
 
 
 class LaunchForm(forms.Form):
@@ -13,7 +14,12 @@ class LaunchForm(forms.Form):
         validators=[validate_zoom_meeting_url],
         widget=forms.TextInput(attrs={"placeholder": "https://zoom.us/j/123456789?pwd=..."}),
     )
-    connection = forms.ModelChoiceField(queryset=ZoomConnection.objects.none(), required=False, label="Zoom account")
+    connection = forms.ModelChoiceField(
+        queryset=ZoomConnection.objects.none(),
+        required=False,
+        label="Zoom account",
+        error_messages={"invalid_choice": NOT_YOUR_CONNECTION},
+    )
     token_kinds = forms.MultipleChoiceField(
         choices=Bot.TokenKind.choices,
         widget=forms.CheckboxSelectMultiple,
@@ -27,6 +33,6 @@ class LaunchForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["connection"].queryset = ZoomConnection.objects.active().filter(user=user).select_related("app")
+        self.fields["connection"].queryset = connections_launchable_by(launcher=user).active()
         if self.fields["connection"].queryset.count() == 1:
             self.fields["connection"].initial = self.fields["connection"].queryset.first()

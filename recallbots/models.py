@@ -149,6 +149,18 @@ class Bot(models.Model):
     def __str__(self) -> str:
         return f"{self.bot_name} → {self.meeting_id or 'meeting'} ({self.status})"
 
+    # What a bot shows of itself, on its admin page and in the API (never its token URLs).
+    DESCRIBED_BY = (
+        "connection",
+        "meeting_id",
+        "token_kinds",
+        "bot_name",
+        "join_at",
+        "metadata",
+        "status",
+        "sub_code",
+        "fatal_hint",
+    )
     FINAL_STATUSES = Status.final()
     # Recall's token GETs carry no bot id: a fetch belongs to a bot when it is for the bot's
     # connection, of a kind the bot was given, for its meeting, within its life (with this slack).

@@ -5,6 +5,7 @@ from zoomauth.models import CallbackLog, ZoomConnection
 
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange
+from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
 
 
 class BotStatusChangeSerializer(serializers.ModelSerializer):
@@ -40,15 +41,7 @@ class BotSerializer(serializers.ModelSerializer):
         fields = (
             "id",
             "recall_id",
-            "connection",
-            "meeting_id",
-            "token_kinds",
-            "bot_name",
-            "join_at",
-            "metadata",
-            "status",
-            "sub_code",
-            "fatal_hint",
+            *Bot.DESCRIBED_BY,
             "status_updated_at",
             "status_changes",
             "token_fetches",
@@ -78,17 +71,14 @@ class LaunchBotSerializer(serializers.Serializer):
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), required=False, default=dict)
 
     def _visible(self):
-        """The caller's own connections; every connection with the launch-on-any permission."""
-        user = self.context["request"].user
-        connections = ZoomConnection.objects.select_related("app")
-        return connections if user.has_perm("recallbots.launch_on_any_connection") else connections.filter(user=user)
+        return connections_launchable_by(launcher=self.context["request"].user)
 
     def validate_connection(self, value):
         if value is None:
             return None
         connection = self._visible().filter(public_id=value).first()
         if connection is None:
-            raise serializers.ValidationError("No Zoom connection with this id belongs to you.")
+            raise serializers.ValidationError(NOT_YOUR_CONNECTION)
         return connection
 
     def validate(self, attrs):

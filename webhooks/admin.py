@@ -61,14 +61,14 @@ class ZoomWebhookDeliveryAdmin(admin.ModelAdmin):
     def body_size(self, obj):
         return obj.body_size
 
-    @admin.action(description="Replay now")
+    @admin.action(description="Replay now", permissions=["change"])
     def replay_now(self, request, queryset):
         for delivery in queryset.exclude(target_url=""):
             delivery_replay(delivery=delivery)
             enqueue_safely("webhooks.tasks.delivery_attempt", delivery.pk)
         messages.success(request, "Queued for delivery.")
 
-    @admin.action(description="Mark resolved (stop retrying)")
+    @admin.action(description="Mark resolved (stop retrying)", permissions=["change"])
     def mark_resolved(self, request, queryset):
         count = queryset.exclude(status=ZoomWebhookDelivery.Status.DELIVERED).update(
             status=ZoomWebhookDelivery.Status.RESOLVED,
@@ -99,8 +99,8 @@ class EventEndpointAdmin(admin.ModelAdmin):
     """Where the broker sends its events. The signing secret is made here and shown once."""
 
     list_display = ("url", "description", "enabled", "created_at")
-    fields = ("url", "description", "enabled", "created_at")
-    readonly_fields = ("created_at",)
+    fields = ("url", "description", "enabled", "signing_secret", "created_at")
+    readonly_fields = ("signing_secret", "created_at")
     actions = ("rotate_secret",)
 
     def save_model(self, request, obj, form, change):
@@ -109,7 +109,13 @@ class EventEndpointAdmin(admin.ModelAdmin):
             messages.warning(request, f"Signing secret for {obj.url} (shown once, copy it now): {obj.secret}")
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Make a new signing secret (shown once; the old one stops at once)")
+    @admin.display(description="signing secret")
+    def signing_secret(self, obj):
+        return "set" if obj.pk and obj.secret else "not set"
+
+    @admin.action(
+        description="Make a new signing secret (shown once; the old one stops at once)", permissions=["change"]
+    )
     def rotate_secret(self, request, queryset):
         for endpoint in queryset:
             endpoint.secret = EventEndpoint.new_secret()
@@ -151,7 +157,7 @@ class EventDeliveryAdmin(admin.ModelAdmin):
     def event_data(self, obj):
         return obj.event.data
 
-    @admin.action(description="Send again")
+    @admin.action(description="Send again", permissions=["change"])
     def replay(self, request, queryset):
         for delivery in queryset:
             event_delivery_replay(delivery=delivery)

@@ -66,6 +66,27 @@ class ZoomAppAdmin(admin.ModelAdmin):
     form = ZoomAppForm
     list_display = ("name", "kind", "client_id", "credential_mode", "connection_count", "created_at")
     readonly_fields = ("public_id", "redirect_uri", "webhook_url", "marketplace_settings", "created_at", "updated_at")
+    write_only_fields = ("client_secret", "webhook_secret")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return self.readonly_fields
+        return ("client_secret_state", "webhook_secret_state", *self.readonly_fields)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only mode prints each field's value: a viewer learns whether a secret is set, never it.
+            return [name for name in fields if name not in self.write_only_fields]
+        return fields
+
+    @admin.display(description="client secret")
+    def client_secret_state(self, obj):
+        return "set" if obj.client_secret else "not set"
+
+    @admin.display(description="Zoom's Secret Token")
+    def webhook_secret_state(self, obj):
+        return "set" if obj.webhook_secret else "not set"
 
     @admin.display(description="connections")
     def connection_count(self, obj):
@@ -226,7 +247,7 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/zoomauth/zoomconnection/reveal_callback_urls.html", context)
 
-    @admin.action(description="Refresh the access token now")
+    @admin.action(description="Refresh the access token now", permissions=["change"])
     def refresh_now(self, request, queryset):
         done = failed = 0
         for connection in queryset:
@@ -241,13 +262,13 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
         if done:
             messages.success(request, f"Refreshed {done} connection(s).")
 
-    @admin.action(description="Disconnect (revoke at Zoom, wipe tokens)")
+    @admin.action(description="Disconnect (revoke at Zoom, wipe tokens)", permissions=["delete"])
     def disconnect(self, request, queryset):
         for connection in queryset.exclude(status=ZoomConnection.Status.REVOKED):
             connection_disconnect(connection=connection, reason="Disconnected by staff.")
         messages.success(request, "Disconnected.")
 
-    @admin.action(description="Rotate the callback secret (old URLs stop working)")
+    @admin.action(description="Rotate the callback secret (old URLs stop working)", permissions=["change"])
     def rotate_callback_secret(self, request, queryset):
         for connection in queryset.exclude(status=ZoomConnection.Status.REVOKED):
             connection_rotate_callback_secret(connection=connection)

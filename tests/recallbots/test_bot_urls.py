@@ -7,29 +7,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken
 from recallbots.models import Bot
 from tests.conftest import WHSEC, connect_via_fake_zoom
 from tests.fakes.recall import standard_webhook_headers
+from tests.recallbots.conftest import ALICE_MEETING, BOB_MEETING
 from tests.zoomauth.test_callbacks import path_of
-from zoomauth.models import CallbackLog, ZoomConnection, ZoomMeeting
+from zoomauth.models import CallbackLog, ZoomConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ALICE_MEETING = "85011110001"
-BOB_MEETING = "85022220002"
-
-
-@pytest.fixture
-def bob(zoom_app, client, fake_zoom):
-    person = User.objects.create_user(username="bob", password="correct horse battery")
-    client.force_login(person)
-    assert connect_via_fake_zoom(client, fake_zoom, zoom_user_id="zu_bob").status_code == 200
-    client.logout()
-    connection = ZoomConnection.objects.get(zoom_user_id="zu_bob")
-    fake_zoom.add_meeting(id=BOB_MEETING, host_id="zu_bob")
-    ZoomMeeting.objects.create(meeting_id=BOB_MEETING, host_connection=connection)  # meeting.created told us
-    return connection
 
 
 @pytest.fixture

@@ -22,11 +22,6 @@ def _live(live_broker):
     return live_broker
 
 
-@pytest.fixture
-def recall_app(zoom_app, fake_recall):
-    return recall_app_register(zoom_app=zoom_app)
-
-
 def test_register_app_with_recall(recall_app, fake_recall):
     remote = fake_recall.apps[recall_app.recall_id]
     assert (remote["kind"], remote["client_id"], remote["webhook_secret"]) == (
