@@ -177,3 +177,41 @@ def test_a_bot_whose_create_answer_was_lost_is_found_by_its_status_webhook(
     bot.refresh_from_db()
     assert bot.recall_id == recall_id and bot.status == "joining_call"
     assert client.get(obf_url).status_code == 200  # its URLs work again
+
+
+@pytest.mark.parametrize("launched_with", [False, True])
+def test_bypass_waiting_room_is_what_the_launch_decided_whatever_the_bots_url_says(
+    api_client, client, connection, alice_api, fake_recall, fake_zoom, launched_with
+):
+    from tests.zoomauth.test_callbacks import introspect
+
+    response = api_client.post(
+        "/api/bots/",
+        {
+            "meeting_url": f"https://zoom.us/j/{ALICE_MEETING}",
+            "connection": str(connection.public_id),
+            "token_kinds": ["join_token"],
+            "bypass_waiting_room": launched_with,
+        },
+        format="json",
+        **alice_api,
+    )
+    assert response.status_code == 201, response.content
+    join_url = path_of(sent_urls(fake_recall, response)["join_token_url"])
+    # Whoever holds the bot's URL asks for the other choice: the launch's stands.
+    for asked in ("true", "false"):
+        fetched = client.get(f"{join_url}&bypass_waiting_room={asked}")
+        assert fetched.status_code == 200, fetched.content
+        seen = introspect(fake_zoom, "join_token", fetched.content.decode(), ALICE_MEETING, consume=False)
+        assert seen["valid"] and seen["bypass"] is launched_with
+
+
+def test_the_connections_own_join_token_url_keeps_its_bypass_query(client, connection, fake_zoom):
+    from tests.zoomauth.test_callbacks import introspect
+
+    fake_zoom.add_meeting(id=ALICE_MEETING, host_id="zu_alice")
+    url = path_of(connection.callback_url("join-token", meeting_id=ALICE_MEETING, bypass_waiting_room="true"))
+    client.logout()
+    fetched = client.get(url)
+    assert fetched.status_code == 200, fetched.content
+    assert introspect(fake_zoom, "join_token", fetched.content.decode(), ALICE_MEETING, consume=False)["bypass"] is True
