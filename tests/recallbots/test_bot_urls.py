@@ -133,6 +133,55 @@ def test_revoke_and_reconnect_end_every_earlier_url(
     assert client.get(path_of(reconnected.zak_url)).status_code == 200  # the new URLs work
 
 
+def test_a_user_who_lost_their_grant_reconnects_and_their_scheduled_bot_works_again(
+    api_client, client, user, connection, alice_api, fake_recall, fake_zoom
+):
+    from tests.conftest import CLIENT_ID
+    from tests.zoomauth.test_callbacks import introspect
+
+    join_at = (timezone.now() + timedelta(hours=2)).isoformat()
+    response = api_client.post(
+        "/api/bots/",
+        {
+            "meeting_url": f"https://zoom.us/j/{ALICE_MEETING}",
+            "connection": str(connection.public_id),
+            "token_kinds": ["zak", "obf"],
+            "join_at": join_at,
+        },
+        format="json",
+        **alice_api,
+    )
+    assert response.status_code == 201, response.content
+    urls = sent_urls(fake_recall, response)
+    zak_url, obf_url = path_of(urls["zak_url"]), path_of(urls["obf_token_url"])
+    access_url = path_of(connection.access_token_callback_url)  # what Recall's credential holds
+
+    # Zoom refuses the refresh token (the user removed the app, or Zoom lost the grant).
+    fake_zoom.grants[(CLIENT_ID, "zu_alice")] += 1
+    ZoomConnection.objects.filter(pk=connection.pk).update(access_token_expires_at=timezone.now())
+    assert client.get(access_url).status_code == 410
+    assert ZoomConnection.objects.get(pk=connection.pk).status == ZoomConnection.Status.NEEDS_RECONNECT
+    assert client.get(zak_url).status_code == 410
+
+    client.force_login(user)
+    assert connect_via_fake_zoom(client, fake_zoom).status_code == 200  # the real OAuth flow again
+    client.logout()
+    assert ZoomConnection.objects.get(pk=connection.pk).status == ZoomConnection.Status.ACTIVE
+    zak = client.get(zak_url)
+    assert zak.status_code == 200 and introspect(fake_zoom, "zak", zak.content.decode())["valid"]
+    obf = client.get(obf_url)
+    assert obf.status_code == 200
+    assert introspect(fake_zoom, "obf", obf.content.decode(), ALICE_MEETING, consume=False)["valid"]
+    access = client.get(access_url)
+    assert access.status_code == 200 and introspect(fake_zoom, "access_token", access.content.decode())["valid"]
+
+    client.force_login(user)
+    client.post(f"/zoom/connections/{connection.public_id}/disconnect/")  # a revoke...
+    assert connect_via_fake_zoom(client, fake_zoom).status_code == 200  # ...then a reconnect
+    client.logout()
+    assert [client.get(url).status_code for url in (zak_url, obf_url, access_url)] == [401, 401, 401]
+
+
 def test_rotating_the_secret_works_whatever_the_connections_state(api_client, connection, staff):
     from zoomauth.services import connection_disconnect
 
