@@ -20,11 +20,25 @@ logger = logging.getLogger(__name__)
 
 
 class Batcher:
-    def __init__(self, name: str, handle: Callable[[list], None], *, interval: Callable[[], float], max_items=500):
+    """`max_queued` bounds what may wait (None: no bound); an item beyond it is dropped and
+    `on_drop` is called (to count it), so a flood cannot grow a process's memory without end."""
+
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[list], None],
+        *,
+        interval: Callable[[], float],
+        max_items=500,
+        max_queued: Callable[[], int] | None = None,
+        on_drop: Callable[[], None] | None = None,
+    ):
         self.name = name
         self.handle = handle
         self.interval = interval
         self.max_items = max_items
+        self.max_queued = max_queued
+        self.on_drop = on_drop
         self.items: queue.SimpleQueue = queue.SimpleQueue()
         self.arrived = threading.Event()
         self.lock = threading.Lock()
@@ -36,6 +50,10 @@ class Batcher:
         """Queue `item`; with an interval of 0 it is handled at once, in the caller's thread."""
         if self.interval() <= 0:
             self._handle([item])
+            return
+        if self.max_queued is not None and self.items.qsize() >= self.max_queued():
+            if self.on_drop is not None:
+                self.on_drop()
             return
         self.items.put(item)
         self.arrived.set()

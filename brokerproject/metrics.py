@@ -18,6 +18,9 @@ CALLBACK_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0),
 )
+CALLBACK_AUDIT_DROPPED = Counter(
+    "broker_callback_audit_dropped_total", "Token-callback audit rows dropped: the audit queue was full."
+)
 ZOOM_CALLS = Counter("broker_zoom_calls_total", "Calls to Zoom.", ["endpoint", "outcome"])
 REFRESHES = Counter("broker_token_refreshes_total", "Access-token refreshes at Zoom.", ["outcome"])
 

@@ -331,6 +331,8 @@ ZOOM_REFRESH_KEEPALIVE = timedelta(days=env.int("ZOOM_REFRESH_KEEPALIVE_DAYS", d
 # A bot's own token URLs work until the bot ends plus this grace, and never beyond the cap.
 BOT_URL_GRACE = timedelta(seconds=env.int("BOT_URL_GRACE_SECONDS", default=300))
 BOT_URL_MAX_LIFETIME = timedelta(hours=env.int("BOT_URL_MAX_HOURS", default=24))
+# A bot's join_at may lie at most this far ahead (and not in the past beyond a few minutes).
+BOT_JOIN_AT_MAX_AHEAD = timedelta(days=env.int("BOT_JOIN_AT_MAX_DAYS", default=30))
 # The access-token callback always returns a token with at least this much life left.
 ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=env.int("ACCESS_TOKEN_MIN_VALIDITY_SECONDS", default=300))
 # Everything a token callback does must fit in this budget (Recall gives 5 s).
@@ -338,6 +340,8 @@ CALLBACK_TIME_BUDGET = env.float("CALLBACK_TIME_BUDGET_SECONDS", default=4.0)
 CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", default=30))
 # Callback audit rows are written by a background thread in batches, this often (0: at once).
 CALLBACK_AUDIT_FLUSH_SECONDS = env.float("CALLBACK_AUDIT_FLUSH_SECONDS", default=0.1)
+# At most this many audit rows wait for the writer in a web process; more are dropped and counted.
+CALLBACK_AUDIT_MAX_QUEUED = env.int("CALLBACK_AUDIT_MAX_QUEUED", default=20000)
 # A web process keeps the connection rows callbacks read this long, dropping one the moment
 # PostgreSQL notifies a change to it (zoomauth/rowcache.py). 0: every callback reads its row.
 CALLBACK_ROW_CACHE_SECONDS = env.float("CALLBACK_ROW_CACHE_SECONDS", default=2.0)

@@ -6,6 +6,7 @@ from zoomauth.models import CallbackLog, ZoomConnection
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange
 from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
+from .services import validate_join_at
 
 
 class BotStatusChangeSerializer(serializers.ModelSerializer):
@@ -67,7 +68,12 @@ class LaunchBotSerializer(serializers.Serializer):
     zak_from_service_account = serializers.BooleanField(default=False)
     bypass_waiting_room = serializers.BooleanField(default=False)
     bot_name = serializers.CharField(max_length=100, default="Recall Bot")
-    join_at = serializers.DateTimeField(required=False, allow_null=True)
+    join_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        validators=[validate_join_at],
+        help_text="When the bot joins (ISO 8601): not in the past, at most BOT_JOIN_AT_MAX_DAYS (30) days ahead.",
+    )
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), required=False, default=dict)
 
     def _visible(self):

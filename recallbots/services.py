@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -294,6 +295,29 @@ def credential_sync_status(*, credential: RecallCredential) -> None:
 # --- bots ------------------------------------------------------------------------------------
 
 
+# Clocks differ a little, and a form takes a while to fill in: a join time this far past still
+# means "now".
+JOIN_AT_PAST_TOLERANCE = timedelta(minutes=5)
+
+
+def join_at_problem(join_at: datetime | None, *, now: datetime | None = None) -> str:
+    """Why a launch's join_at cannot be taken ("" when it can): every door checks it the same way."""
+    if join_at is None:
+        return ""
+    now = now or timezone.now()
+    if join_at < now - JOIN_AT_PAST_TOLERANCE:
+        return "join_at is in the past: leave it out to join now, or give a time ahead."
+    if join_at > now + settings.BOT_JOIN_AT_MAX_AHEAD:
+        return f"join_at is too far ahead: at most {settings.BOT_JOIN_AT_MAX_AHEAD.days} days from now."
+    return ""
+
+
+def validate_join_at(value: datetime | None) -> None:
+    """A form or serializer field validator for join_at."""
+    if problem := join_at_problem(value):
+        raise ValidationError(problem)
+
+
 def _grant_until(join_at: datetime | None) -> datetime:
     """A bot's URLs end when the bot does (plus a grace period); this caps a bot that never says."""
     return (join_at or timezone.now()) + settings.BOT_URL_MAX_LIFETIME
@@ -324,10 +348,14 @@ def bot_zoom_config(
                 'bots"), or launch this bot without a join token.'
             )
         grant, secret = callback_grant_issue(
-            connection=host, kinds=[CallbackLog.Kind.JOIN_TOKEN], meeting_id=meeting_id, holder=holder, until=until
+            connection=host,
+            kinds=[CallbackLog.Kind.JOIN_TOKEN],
+            meeting_id=meeting_id,
+            holder=holder,
+            until=until,
+            bypass_waiting_room=bypass_waiting_room,
         )
-        extra = {"bypass_waiting_room": "true"} if bypass_waiting_room else {}
-        zoom_config["join_token_url"] = grant.callback_url(CallbackLog.Kind.JOIN_TOKEN, secret, **extra)
+        zoom_config["join_token_url"] = grant.callback_url(CallbackLog.Kind.JOIN_TOKEN, secret)
     own = [Bot.TokenKind(k).callback_kind for k in (Bot.TokenKind.ZAK, Bot.TokenKind.OBF) if k in token_kinds]
     if Bot.TokenKind.OBF in token_kinds and not meeting_id:
         raise LaunchError("An OBF token needs the meeting number; this link has none.")
@@ -428,6 +456,8 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
         link = parse_zoom_url(request.meeting_url)
     except MeetingUrlError as exc:
         raise LaunchError(str(exc)) from None
+    if problem := join_at_problem(request.join_at):
+        raise LaunchError(problem)
     connection = request.connection
     if request.needs_user_connection and (connection is None or not connection.is_usable):
         raise LaunchError("Connect a Zoom account first (or reconnect it): the chosen tokens come from it.")

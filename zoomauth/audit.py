@@ -4,7 +4,8 @@ One INSERT per callback was a tenth of the callback path's CPU under load. Each 
 writer thread (brokerproject.batching) writes what accumulated every CALLBACK_AUDIT_FLUSH_SECONDS
 (default 0.1 s) as one multi-row INSERT. CALLBACK_AUDIT_FLUSH_SECONDS=0 writes each row at once,
 in the request's thread. A process killed outright loses at most that interval of audit rows
-(never a token: there are none in them).
+(never a token: there are none in them). At most CALLBACK_AUDIT_MAX_QUEUED rows wait; beyond that rows are dropped
+and counted in /metrics (broker_callback_audit_dropped_total).
 """
 
 import logging
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.db import connection as db
 from django.db import transaction
 
+from brokerproject import metrics
 from brokerproject.batching import Batcher
 
 from .models import CallbackHourStat, CallbackLog
@@ -68,7 +70,15 @@ def _write(rows: list[CallbackLog]) -> None:
             db.close()  # at most one connect per batch, and no connection held by an idle thread
 
 
-writer = Batcher("callback-audit", _write, interval=lambda: settings.CALLBACK_AUDIT_FLUSH_SECONDS)
+writer = Batcher(
+    "callback-audit",
+    _write,
+    interval=lambda: settings.CALLBACK_AUDIT_FLUSH_SECONDS,
+    # A flood (a locked-out guesser gets a cheap 429 each) must not grow the queue without end
+    # while the database is slow: past this many rows waiting, rows are dropped and counted.
+    max_queued=lambda: settings.CALLBACK_AUDIT_MAX_QUEUED,
+    on_drop=metrics.CALLBACK_AUDIT_DROPPED.inc,
+)
 
 
 def audit_record(**fields) -> None:

@@ -3,14 +3,17 @@ whenever it needs an access token).
 
 Success is 200 with the bare token as text/plain. Anything else is a short plain-text reason
 with a fitting status; never a 200 without a token. Statuses:
-400 bad meeting id · 401 bad secret or signature · 404 no usable connection or no such
-meeting · 409 Zoom refused to mint (scope, user not in the meeting, not the host) ·
-410 the connection needs reconnecting · 429 throttled · 502/503 Zoom failing (Retry-After).
+400 bad meeting id or too many query parameters · 401 bad secret or signature · 404 no usable
+connection or no such meeting · 405 a method other than GET or HEAD (neither audited nor counted) ·
+409 Zoom refused to mint (scope, user not in the meeting, not the host) · 410 the connection needs
+reconnecting · 429 throttled · 502/503 Zoom failing (Retry-After).
 
 This view owns the HTTP side: throttles, authentication, the audit and the mapping from a
 token error's category to a status. What token to hand out is zoomauth.tokens' business.
 The path is kept lean because bots wait on it: one row read, the throttles in one Redis round
-trip, no content negotiation, and the audit row written in batches after the answer is sent (audit.py).
+trip (two for unsigned requests: their address limits are checked before the row is read, so a
+locked-out or over-limit caller costs no database read), no content negotiation, and the audit row
+written in batches after the answer is sent (audit.py).
 """
 
 import functools
@@ -21,6 +24,7 @@ import time
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent
 from django.db import DatabaseError, InterfaceError
 from django.db import connection as db
 from django.utils import timezone
@@ -67,7 +71,7 @@ HOT_PATH_READ = f"SELECT {', '.join(HOT_PATH_COLUMNS)} FROM {ZoomConnection._met
 GRANT_READ = (
     f"SELECT {', '.join('c.' + column for column in HOT_PATH_COLUMNS)}, g.id AS grant_id, "  # noqa: S608
     "g.secret_hash AS grant_secret_hash, g.kinds AS grant_kinds, g.meeting_id AS grant_meeting_id, "
-    "g.expires_at AS grant_expires_at "
+    "g.expires_at AS grant_expires_at, g.bypass_waiting_room AS grant_bypass_waiting_room "
     f"FROM {CallbackGrant._meta.db_table} g JOIN {ZoomConnection._meta.db_table} c ON c.id = g.connection_id "
     "WHERE g.public_id = %s"
 )
@@ -104,11 +108,18 @@ class PlainTextOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+ALLOWED_METHODS = ("GET", "HEAD")
+
+
 class CallbackRefused(Exception):
-    def __init__(self, http_status: int, message: str, *, retry_after: int | None = None):
+    """`stale`: a 401 for a URL the broker knows (a rotated secret, an ended bot URL), as opposed
+    to an id nobody was given."""
+
+    def __init__(self, http_status: int, message: str, *, retry_after: int | None = None, stale: bool = False):
         super().__init__(message)
         self.http_status = http_status
         self.retry_after = retry_after
+        self.stale = stale
 
 
 class TokenResponse(Response):
@@ -132,68 +143,81 @@ class TokenResponse(Response):
 
 
 class CallbackThrottles:
-    """Fixed-window counters, all of one request's in one Redis round trip (per process while Redis
-    is away), counted once the secret has been checked so that the outcome decides what to count.
+    """Fixed-window counters in Redis (per process while Redis is away), in at most two round trips.
 
     Recall's bots share Recall's egress addresses, so an address says little about who asks:
     - a request with a valid Recall signature is never refused by an address limit; its failed
-      secrets are counted per (address, connection), so a few stale URLs lock out only
-      themselves, never the rest of the fleet;
-    - unsigned traffic (no verification secret configured, or not Recall) is counted per address,
-      and its failures per address as well;
+      secrets are counted per (address, URL), so a few stale URLs lock out only themselves;
+    - unsigned traffic (no verification secret configured, or not Recall) is counted per address
+      and checked before the row is read (`before_read`): a caller over the address limit or locked
+      out costs no database read. Its failures lock out the (address, URL) pair; only ids the broker
+      never gave out (guesses) count towards the address's lockout, so bots fetching with a rotated
+      secret or an ended bot URL, however many, never lock Recall's address out for other
+      connections;
     - per connection, counted only for a verified secret, so nobody who merely knows a connection
       id (it is in logs and URLs) can use up the real bot's allowance.
     A locked-out caller is refused whether or not its secret was right, so the lockout tells a
     guesser nothing.
     """
 
-    def __init__(self, address: str, *, signed: bool):
-        self.rates = api_settings.DEFAULT_THROTTLE_RATES
-        self.address_ident = address
+    def __init__(self, address: str, *, signed: bool, connection_param: str):
+        rates = api_settings.DEFAULT_THROTTLE_RATES
+        self.rates = rates
         self.signed = signed
-        self.address = Window.for_rate("callback_address", address, self.rates["callback_address"])
-        self.address_failures = Window.for_rate("callback_failures", address, self.rates["callback_failures"])
+        self.address = Window.for_rate("callback_address", address, rates["callback_address"])
+        self.address_failures = Window.for_rate("callback_failures", address, rates["callback_failures"])
+        self.url_failures = Window.for_rate(
+            "callback_failures", f"{address}:{connection_param[:40]}", rates["callback_failures"]
+        )
 
-    def _connection_failures(self, connection_param: str) -> Window:
-        ident = f"{self.address_ident}:{connection_param[:40]}"
-        return Window.for_rate("callback_failures", ident, self.rates["callback_failures"])
+    def _locked_out(self) -> CallbackRefused:
+        return CallbackRefused(
+            429, "Too many failed attempts from this address.", retry_after=self.url_failures.retry_after()
+        )
 
-    def check(self, connection_param: str, connection: ZoomConnection | None) -> None:
-        """Count this request (`connection` is None when its secret failed) and refuse it (429)
-        when a limit is over. One round trip."""
-        windows, bump = [], []
-        lockout = self._connection_failures(connection_param) if self.signed else self.address_failures
-        if not self.signed:
-            windows.append(self.address)
-            bump.append(True)
-        windows.append(lockout)
-        bump.append(connection is None)  # a failure counts against the lockout it is checked by
-        if connection is None:
-            if not self.signed:
-                windows.append(self._connection_failures(connection_param))
-                bump.append(True)
-        else:
-            windows.append(
-                Window.for_rate("callback_connection", str(connection.pk), self.rates["callback_connection"])
+    def before_read(self) -> None:
+        """Unsigned: count the address and check its lockouts, before anything reads the database."""
+        if self.signed:
+            return
+        windows = [self.address, self.address_failures, self.url_failures]
+        requests, address_failures, url_failures = counts(windows, increment=[True, False, False])
+        if address_failures >= self.address_failures.limit:
+            raise CallbackRefused(
+                429, "Too many failed attempts from this address.", retry_after=self.address_failures.retry_after()
             )
+        if url_failures >= self.url_failures.limit:
+            raise self._locked_out()
+        if requests > self.address.limit:
+            raise CallbackRefused(429, "Too many requests. Slow down.", retry_after=self.address.retry_after())
+
+    def after_read(self, connection: ZoomConnection | None, refused: CallbackRefused | None) -> None:
+        """Count this request's outcome (`connection` is None when its secret failed, `refused`
+        says why) and refuse it (429) when a limit is over. One round trip."""
+        windows, bump = [], []
+        if self.signed or refused is not None:
+            windows.append(self.url_failures)
+            bump.append(refused is not None)  # a failure counts against the lockout it is checked by
+        if refused is not None and not self.signed and not refused.stale:
+            windows.append(self.address_failures)
+            bump.append(True)
+        per_connection = None
+        if connection is not None:
+            per_connection = Window.for_rate(
+                "callback_connection", str(connection.pk), self.rates["callback_connection"]
+            )
+            windows.append(per_connection)
             bump.append(True)
         seen = dict(zip((window.key for window in windows), counts(windows, increment=bump), strict=True))
-        failures_before = seen[lockout.key] - (1 if connection is None else 0)
-        if failures_before >= lockout.limit:
-            raise CallbackRefused(429, "Too many failed attempts from this address.", retry_after=lockout.retry_after())
-        if not self.signed and seen[self.address.key] > self.address.limit:
-            raise CallbackRefused(429, "Too many requests. Slow down.", retry_after=self.address.retry_after())
-        if connection is not None and seen[windows[-1].key] > windows[-1].limit:
+        if self.signed and seen[self.url_failures.key] - (1 if refused is not None else 0) >= self.url_failures.limit:
+            raise self._locked_out()
+        if per_connection is not None and seen[per_connection.key] > per_connection.limit:
             raise CallbackRefused(
-                429, "Too many requests for this connection. Slow down.", retry_after=windows[-1].retry_after()
+                429, "Too many requests for this connection. Slow down.", retry_after=per_connection.retry_after()
             )
 
-    def record_failure(self, connection_param: str) -> None:
+    def record_failure(self) -> None:
         """A failure found before the secret was read (a bad Recall signature)."""
-        windows = [self._connection_failures(connection_param)]
-        if not self.signed:
-            windows.append(self.address_failures)
-        counts(windows, increment=[True] * len(windows))
+        counts([self.url_failures, self.address_failures], increment=[True, True])
 
 
 class TokenCallbackView(APIView):
@@ -215,6 +239,13 @@ class TokenCallbackView(APIView):
         return super().handle_exception(exc)
 
     def dispatch(self, request, *args, **kwargs):
+        if request.method not in ALLOWED_METHODS:
+            # Not a token request: no work, no audit, not counted among the answers (the overview's
+            # share of 200s is about what Recall asked for).
+            response = self._refusal(CallbackRefused(405, "Token callbacks answer GET only."))
+            response["Allow"] = ", ".join(ALLOWED_METHODS)
+            response._has_been_logged = True
+            return response
         started = time.monotonic()
         self.audit = {
             "zoom_calls": 0,
@@ -225,6 +256,12 @@ class TokenCallbackView(APIView):
         }
         kind = kwargs.get("kind", "")
         try:
+            try:
+                request.GET  # noqa: B018 - parsed here once, so that too many parameters is the caller's error
+            except TooManyFieldsSent:
+                raise CallbackRefused(
+                    400, f"Too many query parameters (at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS})."
+                ) from None
             response = super().dispatch(request, *args, **kwargs)
             outcome = "token served" if response.status_code == 200 else str(getattr(response, "data", ""))[:200]
         except CallbackRefused as refused:
@@ -292,9 +329,10 @@ class TokenCallbackView(APIView):
         try:
             signed = self._check_signature(request)
         except CallbackRefused:
-            CallbackThrottles(address, signed=False).record_failure(connection_param)
+            CallbackThrottles(address, signed=False, connection_param=connection_param).record_failure()
             raise
-        throttles = CallbackThrottles(address, signed=signed)
+        throttles = CallbackThrottles(address, signed=signed, connection_param=connection_param)
+        throttles.before_read()
         try:
             connection, refused = self._authenticated_connection(request), None
         except CallbackRefused as failed:
@@ -302,7 +340,7 @@ class TokenCallbackView(APIView):
                 raise
             connection, refused = None, failed
         hand_back_connection()  # minting waits on Zoom, and must not hold a pool connection meanwhile
-        throttles.check(connection_param, connection)
+        throttles.after_read(connection, refused)
         if refused is not None:
             raise refused
         self.audit["connection_id"] = connection.pk
@@ -317,11 +355,12 @@ class TokenCallbackView(APIView):
         if self.audit["grant_id"] is not None:
             _check_grant_scope(connection, kind, meeting_id)
 
+        if self.audit["grant_id"] is not None:
+            bypass_waiting_room = connection.grant_bypass_waiting_room  # the launch decided
+        else:  # the connection's own URL, the customer's backend's: its query decides
+            bypass_waiting_room = request.query_params.get("bypass_waiting_room", "").lower() in ("1", "true", "yes")
         token_request = TokenRequest(
-            connection=connection,
-            kind=kind,
-            meeting_id=meeting_id,
-            bypass_waiting_room=request.query_params.get("bypass_waiting_room", "").lower() in ("1", "true", "yes"),
+            connection=connection, kind=kind, meeting_id=meeting_id, bypass_waiting_room=bypass_waiting_room
         )
         try:
             token = token_issue(request=token_request, budget=budget)
@@ -368,11 +407,11 @@ class TokenCallbackView(APIView):
             raise CallbackRefused(401, UNKNOWN)
         if by_grant:
             if not secret_matches(raw, connection.grant_secret_hash):
-                raise CallbackRefused(401, UNKNOWN)
+                raise CallbackRefused(401, UNKNOWN, stale=True)
             if not connection.grant_expires_at > timezone.now():
-                raise CallbackRefused(401, ENDED)
+                raise CallbackRefused(401, ENDED, stale=True)
         elif not connection.check_callback_secret(raw):
-            raise CallbackRefused(401, UNKNOWN)
+            raise CallbackRefused(401, UNKNOWN, stale=True)
         return connection
 
     def _connection_row(self, public_id: uuid.UUID, *, by_grant: bool) -> ZoomConnection | None:
@@ -432,6 +471,7 @@ def _connection_from(values: tuple, *, by_grant: bool) -> ZoomConnection:
             connection.grant_kinds,
             connection.grant_meeting_id,
             connection.grant_expires_at,
+            connection.grant_bypass_waiting_room,
         ) = values[len(HOT_PATH_COLUMNS) :]
     return connection
 

@@ -245,6 +245,9 @@ class CallbackGrant(models.Model):
     secret_hash = models.CharField(max_length=64)
     kinds = models.JSONField(default=list)
     meeting_id = models.CharField(max_length=20, blank=True)
+    # Decided at launch: a join token minted for this URL skips the waiting room (the query's value
+    # is ignored, so whoever holds the URL cannot add it).
+    bypass_waiting_room = models.BooleanField(default=False)
     holder = models.CharField(max_length=100, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()

@@ -197,8 +197,13 @@ def connection_save_grant(
     A Zoom account connected for one of the customer's users is never moved to another by a
     consent (a forwarded or phished connect link): the new tokens (the same Zoom user's) go to the
     owner's connection, the owner is told (connection_claim_refused) and the person who finished
-    the consent gets ConnectFlowError. A revoked connection may be connected by anyone."""
+    the consent gets ConnectFlowError. A revoked connection may be connected by anyone.
+
+    The owner's consent on a connection that is active or needs reconnecting keeps what works: the
+    callback secret and every bot's URLs stay (bots scheduled before fetch valid tokens after it).
+    A revoked connection, or one taken by another user, starts over with a new secret."""
     refused = False
+    keeps_urls = False
     with transaction.atomic():
         connection = ZoomConnection.objects.select_for_update().filter(
             app=app, zoom_user_id=me.id
@@ -208,6 +213,8 @@ def connection_save_grant(
                 refused = True
             else:
                 logger.info("revoked zoom connection taken by another user", extra={"connection": connection.public_id})
+        elif connection.pk:
+            keeps_urls = connection.status in (ZoomConnection.Status.ACTIVE, ZoomConnection.Status.NEEDS_RECONNECT)
         if not refused:
             connection.user = user
         connection.zoom_account_id = me.account_id
@@ -229,8 +236,10 @@ def connection_save_grant(
             connection.last_error = ""
         if refused:
             pass  # the owner's URLs and bots go on: the owner did nothing
+        elif keeps_urls:
+            pass  # the owner's reconnect: new tokens, the same URLs
         elif connection.pk:
-            _end_connection_secrets(connection)  # a reconnect: URLs from before stop working
+            _end_connection_secrets(connection)  # revoked before: URLs from before stay dead
         else:
             connection.rotate_callback_secret()
         connection.save()
@@ -332,7 +341,13 @@ def record_reveal(*, user, connections: list[ZoomConnection], where: str) -> Non
 
 
 def callback_grant_issue(
-    *, connection: ZoomConnection, kinds: list[str], meeting_id: str, holder: str, until: datetime
+    *,
+    connection: ZoomConnection,
+    kinds: list[str],
+    meeting_id: str,
+    holder: str,
+    until: datetime,
+    bypass_waiting_room: bool = False,
 ) -> tuple[CallbackGrant, str]:
     """A credential for one bot's token URLs: these kinds, from this connection, for this
     meeting, until `until` (ended earlier by callback_grants_end). Returns it and its secret,
@@ -345,6 +360,7 @@ def callback_grant_issue(
         meeting_id=meeting_id[:20],
         holder=holder[:100],
         expires_at=until,
+        bypass_waiting_room=bypass_waiting_room,
     )
     return grant, raw
 
@@ -366,7 +382,8 @@ def callback_grants_reopen(*, holder: str, until: datetime) -> int:
 
 
 def _end_connection_secrets(connection: ZoomConnection) -> None:
-    """Revoke or reconnect: every URL made before (the connection's and its bots') stops working."""
+    """Revoke, or a revoked connection connected again: every URL made before (the connection's
+    and its bots') stops working."""
     connection.rotate_callback_secret()
     CallbackGrant.objects.filter(connection=connection).live().update(expires_at=timezone.now())
 

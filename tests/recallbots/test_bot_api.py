@@ -194,3 +194,52 @@ def test_a_queued_launch_after_an_ambiguous_failure_looks_before_posting_again(
     assert bot_create_at_recall(bot_id=bot.pk) is None  # found by its metadata right after the timeout
     bot.refresh_from_db()
     assert bot.recall_id in fake_recall.bots and len(fake_recall.bots) == 1
+
+
+@pytest.mark.parametrize(
+    "join_at",
+    ["9999-12-31T23:59:59Z", "2000-01-01T00:00:00Z", "far-future"],
+)
+def test_a_join_at_out_of_bounds_is_a_400_naming_join_at(
+    api_client, backend, end_user_connection, fake_recall, settings, join_at
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    if join_at == "far-future":
+        join_at = (timezone.now() + settings.BOT_JOIN_AT_MAX_AHEAD + timedelta(hours=1)).isoformat()
+    body = {"meeting_url": MEETING_URL, "external_user_id": "cust-7", "token_kinds": ["obf"], "join_at": join_at}
+    response = api_client.post("/api/bots/", body, format="json", **backend)
+    assert response.status_code == 400, response.content
+    assert "join_at" in response.json()
+    assert not Bot.objects.exists() and not fake_recall.bots
+
+
+def test_a_join_at_within_bounds_is_launched(api_client, backend, end_user_connection, fake_recall, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    join_at = timezone.now() + settings.BOT_JOIN_AT_MAX_AHEAD - timedelta(hours=1)
+    body = {"meeting_url": MEETING_URL, "external_user_id": "cust-7", "token_kinds": ["obf"]}
+    response = api_client.post("/api/bots/", {**body, "join_at": join_at.isoformat()}, format="json", **backend)
+    assert response.status_code == 201, response.content
+
+
+def test_every_door_refuses_a_join_at_out_of_bounds(end_user_connection, fake_recall):
+    """The admin's add form and the page reach bot_launch without the API's serializer."""
+    from datetime import UTC, datetime
+
+    from recallbots.services import LaunchError, LaunchRequest, bot_launch
+
+    request = LaunchRequest(
+        user=end_user_connection.user,
+        meeting_url=MEETING_URL,
+        token_kinds=("obf",),
+        connection=end_user_connection,
+        join_at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    )
+    with pytest.raises(LaunchError, match="join_at is too far ahead"):
+        bot_launch(request=request)
+    assert not Bot.objects.exists()

@@ -119,6 +119,55 @@ def test_revoke_and_reconnect_end_every_earlier_url(
     assert client.get(path_of(reconnected.zak_url)).status_code == 200  # the new URLs work
 
 
+def test_a_user_who_lost_their_grant_reconnects_and_their_scheduled_bot_works_again(
+    api_client, client, user, connection, alice_api, fake_recall, fake_zoom
+):
+    from tests.conftest import CLIENT_ID
+    from tests.zoomauth.test_callbacks import introspect
+
+    join_at = (timezone.now() + timedelta(hours=2)).isoformat()
+    response = api_client.post(
+        "/api/bots/",
+        {
+            "meeting_url": f"https://zoom.us/j/{ALICE_MEETING}",
+            "connection": str(connection.public_id),
+            "token_kinds": ["zak", "obf"],
+            "join_at": join_at,
+        },
+        format="json",
+        **alice_api,
+    )
+    assert response.status_code == 201, response.content
+    urls = sent_urls(fake_recall, response)
+    zak_url, obf_url = path_of(urls["zak_url"]), path_of(urls["obf_token_url"])
+    access_url = path_of(connection.access_token_callback_url)  # what Recall's credential holds
+
+    # Zoom refuses the refresh token (the user removed the app, or Zoom lost the grant).
+    fake_zoom.grants[(CLIENT_ID, "zu_alice")] += 1
+    ZoomConnection.objects.filter(pk=connection.pk).update(access_token_expires_at=timezone.now())
+    assert client.get(access_url).status_code == 410
+    assert ZoomConnection.objects.get(pk=connection.pk).status == ZoomConnection.Status.NEEDS_RECONNECT
+    assert client.get(zak_url).status_code == 410
+
+    client.force_login(user)
+    assert connect_via_fake_zoom(client, fake_zoom).status_code == 200  # the real OAuth flow again
+    client.logout()
+    assert ZoomConnection.objects.get(pk=connection.pk).status == ZoomConnection.Status.ACTIVE
+    zak = client.get(zak_url)
+    assert zak.status_code == 200 and introspect(fake_zoom, "zak", zak.content.decode())["valid"]
+    obf = client.get(obf_url)
+    assert obf.status_code == 200
+    assert introspect(fake_zoom, "obf", obf.content.decode(), ALICE_MEETING, consume=False)["valid"]
+    access = client.get(access_url)
+    assert access.status_code == 200 and introspect(fake_zoom, "access_token", access.content.decode())["valid"]
+
+    client.force_login(user)
+    client.post(f"/zoom/connections/{connection.public_id}/disconnect/")  # a revoke...
+    assert connect_via_fake_zoom(client, fake_zoom).status_code == 200  # ...then a reconnect
+    client.logout()
+    assert [client.get(url).status_code for url in (zak_url, obf_url, access_url)] == [401, 401, 401]
+
+
 def test_rotating_the_secret_works_whatever_the_connections_state(api_client, connection, staff):
     from zoomauth.services import connection_disconnect
 
@@ -163,3 +212,41 @@ def test_a_bot_whose_create_answer_was_lost_is_found_by_its_status_webhook(
     bot.refresh_from_db()
     assert bot.recall_id == recall_id and bot.status == "joining_call"
     assert client.get(obf_url).status_code == 200  # its URLs work again
+
+
+@pytest.mark.parametrize("launched_with", [False, True])
+def test_bypass_waiting_room_is_what_the_launch_decided_whatever_the_bots_url_says(
+    api_client, client, connection, alice_api, fake_recall, fake_zoom, launched_with
+):
+    from tests.zoomauth.test_callbacks import introspect
+
+    response = api_client.post(
+        "/api/bots/",
+        {
+            "meeting_url": f"https://zoom.us/j/{ALICE_MEETING}",
+            "connection": str(connection.public_id),
+            "token_kinds": ["join_token"],
+            "bypass_waiting_room": launched_with,
+        },
+        format="json",
+        **alice_api,
+    )
+    assert response.status_code == 201, response.content
+    join_url = path_of(sent_urls(fake_recall, response)["join_token_url"])
+    # Whoever holds the bot's URL asks for the other choice: the launch's stands.
+    for asked in ("true", "false"):
+        fetched = client.get(f"{join_url}&bypass_waiting_room={asked}")
+        assert fetched.status_code == 200, fetched.content
+        seen = introspect(fake_zoom, "join_token", fetched.content.decode(), ALICE_MEETING, consume=False)
+        assert seen["valid"] and seen["bypass"] is launched_with
+
+
+def test_the_connections_own_join_token_url_keeps_its_bypass_query(client, connection, fake_zoom):
+    from tests.zoomauth.test_callbacks import introspect
+
+    fake_zoom.add_meeting(id=ALICE_MEETING, host_id="zu_alice")
+    url = path_of(connection.callback_url("join-token", meeting_id=ALICE_MEETING, bypass_waiting_room="true"))
+    client.logout()
+    fetched = client.get(url)
+    assert fetched.status_code == 200, fetched.content
+    assert introspect(fake_zoom, "join_token", fetched.content.decode(), ALICE_MEETING, consume=False)["bypass"] is True

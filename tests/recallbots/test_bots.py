@@ -81,7 +81,7 @@ def test_api_launch_with_join_token_and_zak(api_client, connection, meeting, fak
     assert bot.status_changes.filter(code="in_call_recording").exists()
     sent = fake_recall.bots[bot.recall_id]
     assert set(sent["_zoom"]) == {"join_token_url", "zak_url"}
-    assert "bypass_waiting_room=true" in sent["_zoom"]["join_token_url"]
+    assert "bypass_waiting_room" not in sent["_zoom"]["join_token_url"]  # the bot's grant holds it
     assert sent["metadata"]["crm"] == "42"
     detail = api_client.get(f"/api/bots/{bot.public_id}/", HTTP_AUTHORIZATION=f"Bearer {key}").json()
     assert detail["status"] == "done" and [c["code"] for c in detail["status_changes"]][-1] == "done"

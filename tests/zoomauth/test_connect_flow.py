@@ -126,6 +126,16 @@ def test_reconnect_replaces_tokens_of_the_same_connection(signed_in, zoom_app, f
     assert again.access_token != first.access_token
     assert again.status == ZoomConnection.Status.ACTIVE
     assert again.token_generation == first.token_generation + 1
+    assert again.callback_secret_hash == first.callback_secret_hash  # the owner's URLs go on
+
+
+def test_the_owners_consent_on_an_active_connection_keeps_every_url(signed_in, connection, fake_zoom):
+    from tests.zoomauth.test_callbacks import path_of
+
+    urls = [path_of(connection.access_token_callback_url), path_of(connection.zak_url)]
+    assert connect_via_fake_zoom(signed_in, fake_zoom).status_code == 200  # a second consent, same user
+    signed_in.logout()
+    assert [signed_in.get(url).status_code for url in urls] == [200, 200]
 
 
 def test_disconnect_revokes_at_zoom_and_wipes_tokens(

@@ -150,21 +150,28 @@ def redis_round_trips(monkeypatch):
     return sent
 
 
-@pytest.mark.parametrize("signed", [False, True])
-def test_a_stored_token_callback_costs_one_redis_round_trip(anon, connection, signing_on, redis_round_trips, signed):
+@pytest.mark.parametrize(("signed", "round_trips"), [(False, 2), (True, 1)])
+def test_a_stored_token_callback_costs_one_redis_round_trip_signed_two_unsigned(
+    anon, connection, signing_on, redis_round_trips, signed, round_trips
+):
     url = path_of(connection.access_token_callback_url)
     headers = signed_headers(msg_id="rt") if signed else {}
     anon.get(url, **headers)  # connections opened, scripts loaded
     redis_round_trips.clear()
     assert_bare_token(anon.get(url, **signed_headers(msg_id="rt2") if signed else {}))
-    assert len(redis_round_trips) == 1  # address, lockout and connection counted together
+    # Signed: lockout and connection counted together. Unsigned: the address and its lockouts
+    # before the row is read (a locked-out caller costs no database read), then the connection.
+    assert len(redis_round_trips) == round_trips
 
 
-def test_a_failed_secret_costs_one_redis_round_trip_and_still_counts(anon, connection, redis_round_trips):
+def test_a_failed_secret_costs_two_redis_round_trips_and_still_counts(anon, connection, redis_round_trips):
     bad = path_of(connection.access_token_callback_url).replace(connection.callback_secret, "guess")
     anon.get(bad)
     redis_round_trips.clear()
     assert anon.get(bad).status_code == 401
-    assert len(redis_round_trips) == 1
+    assert len(redis_round_trips) == 2  # checked before the row read, counted after it
     statuses = [anon.get(bad).status_code for _ in range(20)]
     assert statuses[-1] == 429
+    redis_round_trips.clear()
+    assert anon.get(bad).status_code == 429
+    assert len(redis_round_trips) == 1  # locked out: refused before the row read
