@@ -57,13 +57,17 @@ def process_started_at(pid: str) -> datetime:
 def beat() -> int:
     sys.path.insert(0, str(APP))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerproject.settings")
+    os.environ["DB_POOL_MAX_SIZE"] = "0"  # one connection, closed below: no pool for two queries
     import django
 
     django.setup()
+    from django.db import connection
+
     from accounts.models import Heartbeat, beat_heartbeat_check
 
     young, detail = beat_heartbeat_check()
     heartbeat = Heartbeat.objects.filter(name="beat").first()
+    connection.close()
     started = process_started_at(os.environ.get("HEALTHCHECK_PID", "1"))
     if young and heartbeat.beat_at >= started:
         return 0
