@@ -5,6 +5,7 @@ Celery on kombu's filesystem transport. Production sets DATABASE_URL, REDIS_URL 
 secrets; with DEBUG off the process refuses to start on development secrets.
 """
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -170,11 +171,14 @@ FORMS_URLFIELD_ASSUME_HTTPS = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# Hashed, compressed files once `collectstatic` has run (the Docker image does). Without its
-# manifest (DEBUG off on a machine where it never ran), pages still render: WhiteNoise serves the
-# apps' files as they are instead of every page failing on "Missing staticfiles manifest entry".
+# Hashed, compressed files once `collectstatic` has run (the Docker image does), served with a
+# year's cache lifetime (WhiteNoise does that for hashed names). `collectstatic` itself uses that
+# storage, which writes the manifest. Without the manifest (DEBUG off on a machine where it never
+# ran), pages still render: WhiteNoise serves the apps' files as they are instead of every page
+# failing on "Missing staticfiles manifest entry".
 STATIC_MANIFEST = STATIC_ROOT / "staticfiles.json"
-USE_STATIC_MANIFEST = not DEBUG and STATIC_MANIFEST.exists()
+_COLLECTING_STATIC = sys.argv[1:2] == ["collectstatic"]
+USE_STATIC_MANIFEST = not DEBUG and (STATIC_MANIFEST.exists() or _COLLECTING_STATIC)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
