@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo lint format bench profile clean
+.PHONY: run test demo lint format bench profile compose-smoke clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (looked for $(PYTHON))."; exit 1; }
@@ -52,6 +52,10 @@ profile: $(STAMP)
 	./scripts/ensure-services
 	command -v wrk >/dev/null 2>&1 || { apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }
 	$(PY) bench/profile.py
+
+## compose-smoke: build the image, start docker/docker-compose.yml for real, check it, tear it down (needs Docker)
+compose-smoke:
+	./scripts/compose-smoke
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
