@@ -282,6 +282,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.tasks.event_deliveries_due",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
     },
+    "prune-meeting-activity": {"task": "zoomauth.tasks.meeting_activity_prune", "schedule": crontab(minute=37)},
     "launch-queued-bots": {
         "task": "recallbots.tasks.bots_queued_due",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
@@ -336,6 +337,9 @@ ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=env.int("ACCESS_TOKEN_MIN_VALIDITY
 # Everything a token callback does must fit in this budget (Recall gives 5 s).
 CALLBACK_TIME_BUDGET = env.float("CALLBACK_TIME_BUDGET_SECONDS", default=4.0)
 CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", default=30))
+# Meeting presence (from Zoom's meeting and participant events) is kept this long after the last
+# event of a meeting, then pruned.
+MEETING_ACTIVITY_RETENTION = timedelta(hours=env.int("MEETING_ACTIVITY_RETENTION_HOURS", default=48))
 # Callback audit rows are written by a background thread in batches, this often (0: at once).
 CALLBACK_AUDIT_FLUSH_SECONDS = env.float("CALLBACK_AUDIT_FLUSH_SECONDS", default=0.1)
 # A web process keeps the connection rows callbacks read this long, dropping one the moment
