@@ -250,6 +250,7 @@ CELERY_TASK_ROUTES = {
     "webhooks.tasks.event_handle_locally": {"queue": "zoom-events"},
     "webhooks.tasks.event_delivery_attempt": {"queue": "customer-events"},
     "recallbots.tasks.bot_create_at_recall": {"queue": "recall"},
+    "recallbots.tasks.bot_release_waiting": {"queue": "recall"},
     "recallbots.tasks.credential_create_customer_managed": {"queue": "recall"},
     "recallbots.tasks.credential_delete_for_connection": {"queue": "recall"},
 }
@@ -283,6 +284,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
     },
     "prune-meeting-activity": {"task": "zoomauth.tasks.meeting_activity_prune", "schedule": crontab(minute=37)},
+    "expire-waiting-bots": {
+        "task": "recallbots.tasks.bots_waiting_expired",
+        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
+    },
     "launch-queued-bots": {
         "task": "recallbots.tasks.bots_queued_due",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),

@@ -52,6 +52,9 @@ class BotSerializer(serializers.ModelSerializer):
             "status_updated_at",
             "status_changes",
             "token_fetches",
+            "start",
+            "presence",
+            "wait_until",
             "created_at",
         )
 
@@ -76,6 +79,14 @@ class LaunchBotSerializer(serializers.Serializer):
     bot_name = serializers.CharField(max_length=100, default="Recall Bot")
     join_at = serializers.DateTimeField(required=False, allow_null=True)
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), required=False, default=dict)
+    start = serializers.ChoiceField(
+        choices=Bot.Start.values,
+        default=Bot.Start.NOW,
+        help_text="`when_user_joins`: created at Recall once the user is in the meeting (when the broker sees it).",
+    )
+    wait_minutes = serializers.IntegerField(
+        min_value=1, max_value=1440, default=30, help_text="With when_user_joins: how long to wait for the user."
+    )
 
     def _visible(self):
         """The caller's own connections; every connection with the launch-on-any permission."""
@@ -107,4 +118,11 @@ class LaunchBotSerializer(serializers.Serializer):
                     {"external_user_id": "This user has no active Zoom connection: send them a connect link."}
                 )
             attrs["connection"] = connection
+        if attrs.get("start") == Bot.Start.WHEN_USER_JOINS:
+            if not attrs.get("connection"):
+                raise serializers.ValidationError(
+                    {"start": "when_user_joins waits for a user: give connection or external_user_id."}
+                )
+            if attrs.get("join_at"):
+                raise serializers.ValidationError({"start": "when_user_joins starts when the user joins: no join_at."})
         return attrs
