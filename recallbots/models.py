@@ -229,7 +229,11 @@ class Bot(models.Model):
         those that came with the bot's own URLs; for bots launched before bots had their own
         URLs, those for its connection, kinds and meeting during its life."""
         if self.pk and CallbackGrant.objects.filter(holder=self.callback_holder).exists():
-            return CallbackLog.objects.filter(grant__holder=self.callback_holder).order_by("created_at")[:100]
+            return (
+                CallbackLog.objects.filter(grant__holder=self.callback_holder)
+                .select_related("connection")
+                .order_by("created_at")[:100]
+            )
         kinds = [Bot.TokenKind(kind).callback_kind for kind in self.token_kinds if kind in Bot.TokenKind.values]
         if self.connection_id is None or not kinds:
             return CallbackLog.objects.none()

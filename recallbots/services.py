@@ -332,9 +332,22 @@ def bot_zoom_config(
     own = [Bot.TokenKind(k).callback_kind for k in (Bot.TokenKind.ZAK, Bot.TokenKind.OBF) if k in token_kinds]
     if Bot.TokenKind.OBF in token_kinds and not meeting_id:
         raise LaunchError("An OBF token needs the meeting number; this link has none.")
+    candidates = list(obf_candidates or ()) if Bot.TokenKind.OBF in token_kinds else []
+    for candidate in candidates:
+        if candidate.user_id != connection.user_id and not candidate.allow_obf_for_others:
+            raise LaunchForbidden(
+                f"The OBF candidate {candidate.email or candidate.zoom_user_id} has not allowed other users' bots "
+                'to carry their OBF token. They can allow it on their connection ("OBF for other users\' bots"), '
+                "or launch without them."
+            )
     if own:
         grant, secret = callback_grant_issue(
-            connection=connection, kinds=own, meeting_id=meeting_id, holder=holder, until=until
+            connection=connection,
+            kinds=own,
+            meeting_id=meeting_id,
+            holder=holder,
+            until=until,
+            obf_candidates=candidates,
         )
         if Bot.TokenKind.ZAK in token_kinds:
             zoom_config["zak_url"] = grant.callback_url(CallbackLog.Kind.ZAK, secret)

@@ -123,6 +123,12 @@ class ZoomConnection(models.Model):
         help_text="The user allows bots launched by other users into meetings they host to get local-recording "
         "join tokens minted from this connection.",
     )
+    allow_obf_for_others = models.BooleanField(
+        "OBF for other users' bots",
+        default=False,
+        help_text="The user allows bots launched by other users to name this connection as an OBF candidate: "
+        "such a bot is authorized by this user's OBF token while this user is in the meeting.",
+    )
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
     # A refresh in flight (a lease, not a row lock: Zoom may take ZOOM_REFRESH_TIMEOUT to answer).
     refresh_started_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -246,6 +252,9 @@ class CallbackGrant(models.Model):
     kinds = models.JSONField(default=list)
     meeting_id = models.CharField(max_length=20, blank=True)
     holder = models.CharField(max_length=100, db_index=True)
+    # OBF only: other connections (ids, in order) whose token is minted instead of `connection`'s
+    # when `connection`'s user is not in the meeting and one of them is.
+    obf_candidates = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 
