@@ -254,6 +254,7 @@ CELERY_TASK_ROUTES = {
     "webhooks.tasks.event_handle_locally": {"queue": "zoom-events"},
     "webhooks.tasks.event_delivery_attempt": {"queue": "customer-events"},
     "recallbots.tasks.bot_create_at_recall": {"queue": "recall"},
+    "recallbots.tasks.bot_release_waiting": {"queue": "recall"},
     "recallbots.tasks.credential_create_customer_managed": {"queue": "recall"},
     "recallbots.tasks.credential_delete_for_connection": {"queue": "recall"},
 }
@@ -284,6 +285,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "send-due-events": {
         "task": "webhooks.tasks.event_deliveries_due",
+        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
+    },
+    "prune-meeting-activity": {"task": "zoomauth.tasks.meeting_activity_prune", "schedule": crontab(minute=37)},
+    "expire-waiting-bots": {
+        "task": "recallbots.tasks.bots_waiting_expired",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
     },
     "launch-queued-bots": {
@@ -342,6 +348,9 @@ ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=env.int("ACCESS_TOKEN_MIN_VALIDITY
 # Everything a token callback does must fit in this budget (Recall gives 5 s).
 CALLBACK_TIME_BUDGET = env.float("CALLBACK_TIME_BUDGET_SECONDS", default=4.0)
 CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", default=30))
+# Meeting presence (from Zoom's meeting and participant events) is kept this long after the last
+# event of a meeting, then pruned.
+MEETING_ACTIVITY_RETENTION = timedelta(hours=env.int("MEETING_ACTIVITY_RETENTION_HOURS", default=48))
 # Callback audit rows are written by a background thread in batches, this often (0: at once).
 CALLBACK_AUDIT_FLUSH_SECONDS = env.float("CALLBACK_AUDIT_FLUSH_SECONDS", default=0.1)
 # At most this many audit rows wait for the writer in a web process; more are dropped and counted.

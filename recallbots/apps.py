@@ -26,6 +26,13 @@ class RecallBotsConfig(AppConfig):
         post_save.connect(intake_apps.clear, sender=RecallOAuthApp, dispatch_uid="intake-apps-save-recall")
         post_delete.connect(intake_apps.clear, sender=RecallOAuthApp, dispatch_uid="intake-apps-delete-recall")
 
+        from zoomauth import presence
+
+        from . import waiting
+
+        presence.user_joined.connect(waiting.on_user_joined, dispatch_uid="bots-user-joined")
+        presence.meeting_ended.connect(waiting.on_meeting_ended, dispatch_uid="bots-meeting-ended")
+
         token_sources.register(ZoomConnection.TokenSource.RECALL, services.RecallManagedTokens())
         token_sources.connection_connected.connect(services.on_connection_connected, dispatch_uid="recall-connected")
         token_sources.connection_disconnected.connect(

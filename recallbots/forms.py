@@ -30,6 +30,28 @@ class LaunchForm(forms.Form):
     zak_from_service_account = forms.BooleanField(required=False, label="Take the ZAK from the service account")
     bypass_waiting_room = forms.BooleanField(required=False, label="Join token skips the waiting room")
     bot_name = forms.CharField(max_length=100, initial="Recall Bot")
+    start = forms.ChoiceField(
+        choices=Bot.Start.choices,
+        initial=Bot.Start.NOW,
+        required=False,
+        label="Send the bot",
+        widget=forms.RadioSelect,
+    )
+    wait_minutes = forms.IntegerField(
+        min_value=1, max_value=1440, initial=30, required=False, label="Wait for you at most (minutes)"
+    )
+
+    def clean_start(self):
+        return self.cleaned_data.get("start") or Bot.Start.NOW
+
+    def clean_wait_minutes(self):
+        return self.cleaned_data.get("wait_minutes") or 30
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("start") == Bot.Start.WHEN_USER_JOINS and not cleaned.get("connection"):
+            self.add_error("start", "Waiting for you needs your Zoom account: choose it above.")
+        return cleaned
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

@@ -57,6 +57,17 @@ class RecallCredential(models.Model):
         return f"{self.connection} ({self.get_mode_display()})"
 
 
+class BotQuerySet(models.QuerySet):
+    def waiting(self):
+        return self.filter(status=Bot.Status.WAITING_FOR_USER)
+
+    def waited_out(self, *, now=None):
+        """Waiting bots whose wait is over (served by the partial index on wait_until)."""
+        from django.utils import timezone
+
+        return self.waiting().filter(wait_until__lte=now or timezone.now())
+
+
 class Bot(models.Model):
     """A Recall bot launched by the broker, with its token URLs and status history."""
 
@@ -82,6 +93,9 @@ class Bot(models.Model):
         sends; these are the ones the broker knows and acts on."""
 
         QUEUED = "queued", "Queued (Recall was throttling)"
+        WAITING_FOR_USER = "waiting_for_user", "Waiting for its user to join the meeting"
+        USER_NEVER_JOINED = "user_never_joined", "Its user never joined (no bot was sent)"
+        MEETING_ENDED = "meeting_ended", "The meeting ended before its user joined (no bot was sent)"
         CREATED = "created", "Created at Recall"
         LAUNCH_FAILED = "launch_failed", "Launch failed"
         JOINING_CALL = "joining_call", "Joining the call"
@@ -96,7 +110,23 @@ class Bot(models.Model):
         @classmethod
         def final(cls) -> tuple[str, ...]:
             """States a bot never leaves: its token URLs end, its page stops refreshing."""
-            return (cls.DONE, cls.FATAL, cls.LAUNCH_FAILED, cls.CALL_ENDED, cls.ANALYSIS_DONE)
+            return (
+                cls.DONE,
+                cls.FATAL,
+                cls.LAUNCH_FAILED,
+                cls.CALL_ENDED,
+                cls.ANALYSIS_DONE,
+                cls.USER_NEVER_JOINED,
+                cls.MEETING_ENDED,
+            )
+
+    class Start(models.TextChoices):
+        NOW = "now", "Now (or at join_at)"
+        WHEN_USER_JOINS = "when_user_joins", "When its user (or an OBF candidate) joins the meeting"
+
+    class Presence(models.TextChoices):
+        VISIBLE = "visible", "The broker sees the meeting's participants"
+        NOT_VISIBLE = "not_visible", "The broker cannot see the meeting (launched at once)"
 
     FATAL_HINTS = {
         "zoom_invalid_join_token": "The join-token callback returned something Zoom refused: check that the "
@@ -140,11 +170,25 @@ class Bot(models.Model):
     # An earlier POST /api/v1/bot/ failed ambiguously (timeout, dropped connection, 502/504):
     # Recall may hold the bot already, so it is looked up by metadata before any second POST.
     launch_outcome_unknown = models.BooleanField(default=False, editable=False)
+    # "when_user_joins": created at Recall only once its user (or a candidate) is in the meeting,
+    # while the broker sees the meeting (presence), until wait_until.
+    start = models.CharField(max_length=20, choices=Start.choices, default=Start.NOW)
+    presence = models.CharField(max_length=20, choices=Presence.choices, blank=True)
+    wait_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Connections (ids, in order) whose OBF token may authorize the bot beside its own.
+    obf_candidates = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = BotQuerySet.as_manager()
 
     class Meta:
         ordering = ("-created_at",)
         permissions = [("launch_on_any_connection", "Can launch bots with any user's Zoom connection")]
+        indexes = [
+            # The expiry sweep and a join's lookup read only the waiting bots.
+            models.Index(fields=["wait_until"], name="bot_waiting_deadline", condition=Q(status="waiting_for_user")),
+            models.Index(fields=["meeting_id"], name="bot_waiting_meeting", condition=Q(status="waiting_for_user")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.bot_name} → {self.meeting_id or 'meeting'} ({self.status})"
@@ -170,6 +214,23 @@ class Bot(models.Model):
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
 
+    def end_waiting(self, *, status: str, at) -> bool:
+        """A waiting bot ends without ever being sent to Recall; False if it was not waiting."""
+        ended = Bot.objects.filter(pk=self.pk, status=Bot.Status.WAITING_FOR_USER).update(
+            status=status, status_updated_at=at, queued_payload=""
+        )
+        if ended:
+            self.status, self.status_updated_at, self.queued_payload = status, at, ""
+        return bool(ended)
+
+    def release_waiting(self) -> bool:
+        """Its user is in: the launch goes to Recall (as a queued launch, claimed there)."""
+        return bool(
+            Bot.objects.filter(pk=self.pk, status=Bot.Status.WAITING_FOR_USER).update(
+                status=Bot.Status.QUEUED, launch_next_attempt_at=None
+            )
+        )
+
     @property
     def callback_holder(self) -> str:
         """Who the bot's token-URL credentials (zoomauth's CallbackGrant) are made for."""
@@ -180,7 +241,11 @@ class Bot(models.Model):
         those that came with the bot's own URLs; for bots launched before bots had their own
         URLs, those for its connection, kinds and meeting during its life."""
         if self.pk and CallbackGrant.objects.filter(holder=self.callback_holder).exists():
-            return CallbackLog.objects.filter(grant__holder=self.callback_holder).order_by("created_at")[:100]
+            return (
+                CallbackLog.objects.filter(grant__holder=self.callback_holder)
+                .select_related("connection")
+                .order_by("created_at")[:100]
+            )
         kinds = [Bot.TokenKind(kind).callback_kind for kind in self.token_kinds if kind in Bot.TokenKind.values]
         if self.connection_id is None or not kinds:
             return CallbackLog.objects.none()

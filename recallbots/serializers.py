@@ -21,10 +21,14 @@ class TokenFetchSerializer(serializers.ModelSerializer):
     at = serializers.DateTimeField(source="created_at")
     status = serializers.IntegerField(source="status_code")
     reason = serializers.SerializerMethodField()
+    connection = serializers.SerializerMethodField(help_text="Whose token was minted (the connection's id).")
 
     class Meta:
         model = CallbackLog
-        fields = ("kind", "at", "status", "latency_ms", "zoom_calls", "meeting_id", "reason")
+        fields = ("kind", "at", "status", "latency_ms", "zoom_calls", "meeting_id", "reason", "connection")
+
+    def get_connection(self, obj) -> str | None:
+        return str(obj.connection.public_id) if obj.connection_id else None
 
     def get_reason(self, obj) -> str:
         return "" if obj.status_code == 200 else obj.outcome
@@ -36,6 +40,7 @@ class BotSerializer(serializers.ModelSerializer):
     status_changes = BotStatusChangeSerializer(many=True, read_only=True)
     fatal_hint = serializers.CharField(read_only=True)
     token_fetches = serializers.SerializerMethodField()
+    obf_candidates = serializers.SerializerMethodField()
 
     class Meta:
         model = Bot
@@ -46,8 +51,19 @@ class BotSerializer(serializers.ModelSerializer):
             "status_updated_at",
             "status_changes",
             "token_fetches",
+            "start",
+            "presence",
+            "wait_until",
+            "obf_candidates",
             "created_at",
         )
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_obf_candidates(self, obj) -> list[str]:
+        if not obj.obf_candidates:
+            return []
+        ids = dict(ZoomConnection.objects.filter(pk__in=obj.obf_candidates).values_list("pk", "public_id"))
+        return [str(ids[pk]) for pk in obj.obf_candidates if pk in ids]
 
     @extend_schema_field(TokenFetchSerializer(many=True))
     def get_token_fetches(self, obj) -> list[dict]:
@@ -75,6 +91,22 @@ class LaunchBotSerializer(serializers.Serializer):
         help_text="When the bot joins (ISO 8601): not in the past, at most BOT_JOIN_AT_MAX_DAYS (30) days ahead.",
     )
     metadata = serializers.DictField(child=serializers.CharField(max_length=500), required=False, default=dict)
+    start = serializers.ChoiceField(
+        choices=Bot.Start.values,
+        default=Bot.Start.NOW,
+        help_text="`when_user_joins`: created at Recall once the user is in the meeting (when the broker sees it).",
+    )
+    obf_candidates = serializers.ListField(
+        child=serializers.CharField(max_length=255),
+        required=False,
+        default=list,
+        max_length=10,
+        help_text="Other connections (ids or external_user_ids) whose OBF token may authorize the bot, in order: "
+        "the first of [this user, the candidates] in the meeting when the bot joins. Each must allow it.",
+    )
+    wait_minutes = serializers.IntegerField(
+        min_value=1, max_value=1440, default=30, help_text="With when_user_joins: how long to wait for the user."
+    )
 
     def _visible(self):
         return connections_launchable_by(launcher=self.context["request"].user)
@@ -86,6 +118,32 @@ class LaunchBotSerializer(serializers.Serializer):
         if connection is None:
             raise serializers.ValidationError(NOT_YOUR_CONNECTION)
         return connection
+
+    def _candidates(self, attrs) -> tuple:
+        """Each named connection (id or external_user_id), active and on the launcher's Zoom app.
+        Whether each allows it is the launch's question (a 403, not a 400)."""
+        import uuid
+
+        names = list(dict.fromkeys(attrs.get("obf_candidates") or ()))
+        if not names:
+            return ()
+        connection = attrs.get("connection")
+        if connection is None or Bot.TokenKind.OBF not in attrs.get("token_kinds", ()):
+            raise serializers.ValidationError({"obf_candidates": "OBF candidates need an OBF launch on a connection."})
+        found = []
+        for name in names:
+            active = ZoomConnection.objects.active().filter(app_id=connection.app_id)
+            try:
+                candidate = active.filter(public_id=uuid.UUID(name)).first()
+            except ValueError:
+                candidate = active.filter(user__external_user_id=name).order_by("-created_at").first()
+            if candidate is None:
+                raise serializers.ValidationError(
+                    {"obf_candidates": f"No active Zoom connection of this Zoom app for {name!r}."}
+                )
+            if candidate.pk != connection.pk:
+                found.append(candidate)
+        return tuple(found)
 
     def validate(self, attrs):
         external_user_id = attrs.pop("external_user_id", None)
@@ -103,4 +161,12 @@ class LaunchBotSerializer(serializers.Serializer):
                     {"external_user_id": "This user has no active Zoom connection: send them a connect link."}
                 )
             attrs["connection"] = connection
+        attrs["obf_candidates"] = self._candidates(attrs)
+        if attrs.get("start") == Bot.Start.WHEN_USER_JOINS:
+            if not attrs.get("connection"):
+                raise serializers.ValidationError(
+                    {"start": "when_user_joins waits for a user: give connection or external_user_id."}
+                )
+            if attrs.get("join_at"):
+                raise serializers.ValidationError({"start": "when_user_joins starts when the user joins: no join_at."})
         return attrs

@@ -30,7 +30,7 @@ from zoomauth.services import (
 from zoomauth.token_sources import TokenSourceError
 from zoomauth.zoom import ZoomUser
 
-from . import recall
+from . import recall, waiting
 from .meeting_urls import MeetingUrlError, parse_zoom_url
 from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
 
@@ -331,6 +331,7 @@ def bot_zoom_config(
     token_kinds: list[str],
     bypass_waiting_room: bool = False,
     join_at: datetime | None = None,
+    obf_candidates: list[ZoomConnection] | None = None,
 ) -> dict:
     """The bot's token URLs, each with the bot's own credential (a CallbackGrant): only these
     kinds, only this meeting, only while the bot lives. A join token comes from the meeting's
@@ -359,9 +360,22 @@ def bot_zoom_config(
     own = [Bot.TokenKind(k).callback_kind for k in (Bot.TokenKind.ZAK, Bot.TokenKind.OBF) if k in token_kinds]
     if Bot.TokenKind.OBF in token_kinds and not meeting_id:
         raise LaunchError("An OBF token needs the meeting number; this link has none.")
+    candidates = list(obf_candidates or ()) if Bot.TokenKind.OBF in token_kinds else []
+    for candidate in candidates:
+        if candidate.user_id != connection.user_id and not candidate.allow_obf_for_others:
+            raise LaunchForbidden(
+                f"The OBF candidate {candidate.email or candidate.zoom_user_id} has not allowed other users' bots "
+                'to carry their OBF token. They can allow it on their connection ("OBF for other users\' bots"), '
+                "or launch without them."
+            )
     if own:
         grant, secret = callback_grant_issue(
-            connection=connection, kinds=own, meeting_id=meeting_id, holder=holder, until=until
+            connection=connection,
+            kinds=own,
+            meeting_id=meeting_id,
+            holder=holder,
+            until=until,
+            obf_candidates=candidates,
         )
         if Bot.TokenKind.ZAK in token_kinds:
             zoom_config["zak_url"] = grant.callback_url(CallbackLog.Kind.ZAK, secret)
@@ -388,6 +402,9 @@ class LaunchRequest:
     bot_name: str = "Recall Bot"
     join_at: datetime | None = None
     metadata: dict = field(default_factory=dict)
+    start: str = Bot.Start.NOW
+    wait_minutes: int = 30
+    obf_candidates: tuple[ZoomConnection, ...] = ()
 
     @classmethod
     def from_cleaned(cls, *, user, data: Mapping) -> "LaunchRequest":
@@ -395,6 +412,13 @@ class LaunchRequest:
         values = {name: data[name] for name in names if data.get(name) is not None}
         values["token_kinds"] = tuple(dict.fromkeys(values.get("token_kinds", ())))
         return cls(user=user, **values)
+
+    @property
+    def urls_from(self) -> datetime | None:
+        """When the bot's URLs start to be needed: its join_at, or the end of its wait."""
+        if self.start == Bot.Start.WHEN_USER_JOINS:
+            return timezone.now() + timedelta(minutes=self.wait_minutes)
+        return self.join_at
 
     @property
     def zak_from_user(self) -> bool:
@@ -421,7 +445,8 @@ def bot_recall_payload(*, request: LaunchRequest, link, meeting_id: str, holder:
             meeting_id=meeting_id,
             token_kinds=user_kinds,
             bypass_waiting_room=request.bypass_waiting_room,
-            join_at=request.join_at,
+            join_at=request.urls_from,
+            obf_candidates=list(request.obf_candidates),
         )
         if request.connection is not None
         else {}
@@ -435,7 +460,7 @@ def bot_recall_payload(*, request: LaunchRequest, link, meeting_id: str, holder:
             kinds=[CallbackLog.Kind.ZAK],
             meeting_id=meeting_id,
             holder=holder,
-            until=_grant_until(request.join_at),
+            until=_grant_until(request.urls_from),
         )
         zoom_config["zak_url"] = grant.callback_url(CallbackLog.Kind.ZAK, secret)
     payload: dict = {"meeting_url": link.url, "bot_name": request.bot_name}
@@ -462,6 +487,7 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
     if request.needs_user_connection and (connection is None or not connection.is_usable):
         raise LaunchError("Connect a Zoom account first (or reconnect it): the chosen tokens come from it.")
     meeting_id = _meeting_id(link, connection)
+    presence = waiting.launch_presence(request=request, meeting_id=meeting_id)
     bot_metadata = {str(k): str(v) for k, v in request.metadata.items()}
     with transaction.atomic():  # a refused launch leaves neither a bot nor URLs behind
         bot = Bot.objects.create(
@@ -474,9 +500,14 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
             bot_name=request.bot_name,
             join_at=request.join_at,
             metadata=bot_metadata,
+            start=request.start,
+            presence=presence,
+            obf_candidates=[candidate.pk for candidate in request.obf_candidates],
         )
         payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id, holder=bot.callback_holder)
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
+    if presence == Bot.Presence.VISIBLE:
+        return waiting.bot_wait(bot=bot, payload=payload, wait_minutes=request.wait_minutes)
     client = recall.RecallClient(max_wait=API_RECALL_MAX_WAIT) if queue_when_throttled else recall_client()
     try:
         body = _create_or_find(client, bot, payload)
@@ -668,19 +699,24 @@ def bot_record_status(
         bot.save(update_fields=["status", "sub_code", "status_updated_at"])
         if bot.is_final:  # its URLs work a little longer (a late fetch), then never again
             callback_grants_end(holder=bot.callback_holder, grace=settings.BOT_URL_GRACE)
-        event_emit(
-            type=Event.Type.BOT_STATUS_CHANGED,
-            data={
-                "bot": {
-                    "id": str(bot.public_id),
-                    "recall_id": bot.recall_id,
-                    "meeting_id": bot.meeting_id,
-                    "connection": str(bot.connection.public_id) if bot.connection_id else None,
-                    "status": bot.status,
-                    "sub_code": bot.sub_code,
-                },
-                "status": {"code": code[:50], "sub_code": sub_code or None, "occurred_at": when.isoformat()},
-            },
-            connection_id=bot.connection_id,
-        )
+        bot_status_event(bot=bot, code=code[:50], sub_code=sub_code, when=when)
     return True
+
+
+def bot_status_event(*, bot: Bot, code: str, sub_code: str | None, when: datetime) -> None:
+    """bot.status_changed to the customer's backend, in the caller's transaction."""
+    event_emit(
+        type=Event.Type.BOT_STATUS_CHANGED,
+        data={
+            "bot": {
+                "id": str(bot.public_id),
+                "recall_id": bot.recall_id,
+                "meeting_id": bot.meeting_id,
+                "connection": str(bot.connection.public_id) if bot.connection_id else None,
+                "status": bot.status,
+                "sub_code": bot.sub_code,
+            },
+            "status": {"code": code, "sub_code": sub_code or None, "occurred_at": when.isoformat()},
+        },
+        connection_id=bot.connection_id,
+    )

@@ -6,7 +6,7 @@ from brokerproject.celery import enqueue_safely
 from brokerproject.retry import backoff
 from zoomauth.models import ZoomConnection
 
-from . import recall, services
+from . import recall, services, waiting
 from .models import RecallOAuthApp
 
 logger = logging.getLogger(__name__)
@@ -62,3 +62,23 @@ def bots_queued_due() -> int:
     for bot_id in due:
         enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id)
     return len(due)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def bot_release_waiting(bot_id: int) -> None:
+    """The bot's user joined: create it at Recall now."""
+    delay = waiting.bot_release_waiting(bot_id=bot_id)
+    if delay is not None:
+        enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id, countdown=delay)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def bot_wait_expire(bot_id: int) -> None:
+    left = waiting.bot_wait_expire(bot_id=bot_id)
+    if left is not None:  # early (a redelivery): once more at the deadline
+        enqueue_safely("recallbots.tasks.bot_wait_expire", bot_id, countdown=left)
+
+
+@shared_task(ignore_result=True)
+def bots_waiting_expired() -> int:
+    return waiting.bots_waited_out()

@@ -41,7 +41,8 @@ def launch(request):
                 bots = Bot.objects.filter(user=request.user)[:20]
                 return render(request, "recallbots/launch.html", {"form": form, "bots": bots}, status=403)
         else:
-            messages.success(request, "Bot launched.")
+            waits = bot.status == Bot.Status.WAITING_FOR_USER
+            messages.success(request, "The bot waits for you to join the meeting." if waits else "Bot launched.")
             return redirect("recallbots:bot", public_id=bot.public_id)
     bots = Bot.objects.filter(user=request.user)[:20]
     return render(request, "recallbots/launch.html", {"form": form, "bots": bots}, status=400 if form.errors else 200)
@@ -80,7 +81,11 @@ class BotListCreateView(APIView):
         ],
         responses={
             201: BotSerializer,
-            202: OpenApiResponse(BotSerializer, description="Recall is throttling: queued (status `queued`)."),
+            202: OpenApiResponse(
+                BotSerializer,
+                description="Recall is throttling: queued (status `queued`); or waiting for the user to join "
+                "(status `waiting_for_user`).",
+            ),
         },
     )
     def post(self, request):
@@ -134,7 +139,8 @@ class BotListCreateView(APIView):
             return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
         except LaunchError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        code = status.HTTP_202_ACCEPTED if bot.status == Bot.Status.QUEUED else status.HTTP_201_CREATED
+        waits = bot.status in (Bot.Status.QUEUED, Bot.Status.WAITING_FOR_USER)
+        code = status.HTTP_202_ACCEPTED if waits else status.HTTP_201_CREATED
         return Response(BotSerializer(bot).data, status=code)
 
 

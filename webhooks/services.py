@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from brokerproject import http, jsonbody
 from brokerproject.http import parse_retry_after
+from zoomauth import presence
 from zoomauth.models import ZoomApp, ZoomConnection
 from zoomauth.services import (
     connection_disconnect,
@@ -224,8 +225,20 @@ EVENT_HANDLERS = {
 }
 
 
-def event_handle_locally(*, delivery_id: int) -> None:
-    """Act on the events the broker itself cares about. Runs once per event."""
+# Acted on before the event is forwarded: a bot waiting for its user is launched the moment the
+# join is recorded, not after Recall (up to FORWARD_TIMEOUT) has taken the event.
+HANDLED_BEFORE_FORWARD = presence.PRESENCE_EVENTS
+
+
+def event_handle_locally(*, delivery_id: int, before_forward: bool = False) -> None:
+    """Act on the events the broker itself cares about. Runs once per event. With
+    `before_forward`, only the events in HANDLED_BEFORE_FORWARD are handled (the rest wait for
+    the call after forwarding)."""
+    if (
+        before_forward
+        and not ZoomWebhookDelivery.objects.filter(pk=delivery_id, event__in=HANDLED_BEFORE_FORWARD).exists()
+    ):
+        return
     with transaction.atomic():
         delivery = (
             ZoomWebhookDelivery.objects.select_for_update().filter(pk=delivery_id, processed_at__isnull=True).first()
@@ -248,7 +261,10 @@ def event_handle_locally(*, delivery_id: int) -> None:
         obj = payload.get("object") if isinstance(payload.get("object"), dict) else {}
         kind = event.get("event", "")
         handler = EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
-        connection = handler(delivery.app, payload, obj) if handler else None
+        if isinstance(kind, str) and kind in presence.PRESENCE_EVENTS:
+            connection = presence.presence_record(app=delivery.app, kind=kind, obj=obj, event_ts=event.get("event_ts"))
+        else:
+            connection = handler(delivery.app, payload, obj) if handler else None
         delivery.connection = connection
         delivery.processed_at = timezone.now()
         delivery.save(update_fields=["connection", "processed_at"])

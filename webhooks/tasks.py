@@ -21,6 +21,7 @@ def deliveries_received(events: list) -> None:
     """New Zoom events, each the ids of its rows (one per target): forward each, then act on it
     locally. One message carries every event a web process took in during a short interval."""
     for delivery_ids in events:
+        services.event_handle_locally(delivery_id=delivery_ids[0], before_forward=True)
         for delivery_id in delivery_ids:
             delivery_attempt.run(delivery_id)
         services.event_handle_locally(delivery_id=delivery_ids[0])

@@ -99,7 +99,10 @@ class ZoomAppAdmin(admin.ModelAdmin):
         return format_html(
             "<p>OAuth redirect URL and allow list: <code>{}</code></p>"
             "<p>Event notification endpoint URL: <code>{}</code> (events: Meeting has been created; "
-            "User's profile info has been updated; App deauthorized)</p>"
+            "User's profile info has been updated; App deauthorized; and for bots that wait for their "
+            "user (OBF): Start Meeting, End Meeting, Participant/Host joined meeting, Participant/Host left "
+            "meeting, i.e. <code>meeting.started meeting.ended meeting.participant_joined "
+            "meeting.participant_left</code>)</p>"
             "<p>Scopes: <code>user:read:user</code> (PMI), <code>user:read:zak</code> (ZAK), "
             "<code>user:read:token</code> (OBF), <code>meeting:read:local_recording_token</code> (join token); "
             "Recall-managed also needs <code>meeting:read:list_meetings meeting:read:meeting</code>.</p>",

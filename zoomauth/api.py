@@ -28,7 +28,12 @@ from .serializers import (
     ConnectSessionRequestSerializer,
     ConnectSessionSerializer,
 )
-from .services import connection_disconnect, connection_rotate_callback_secret, record_reveal
+from .services import (
+    connection_disconnect,
+    connection_rotate_callback_secret,
+    connection_set_sharing,
+    record_reveal,
+)
 
 
 class ConnectionsAccess(BasePermission):
@@ -118,7 +123,8 @@ class ConnectionListView(ListAPIView):
 
 
 class ConnectionDetailView(RetrieveUpdateDestroyAPIView):
-    """One connection. PATCH sets `allow_join_tokens_for_others` (the owner's choice); DELETE
+    """One connection. PATCH sets `allow_join_tokens_for_others` and `allow_obf_for_others` (the owner's
+    choice); DELETE
     wipes its tokens at once and revokes it at Zoom and at Recall in tasks."""
 
     serializer_class = ConnectionSerializer
@@ -136,13 +142,18 @@ class ConnectionDetailView(RetrieveUpdateDestroyAPIView):
     @extend_schema(request=ConnectionSettingsSerializer, responses={200: ConnectionSerializer})
     def patch(self, request, *args, **kwargs):
         connection = self.get_object()
-        if connection.user_id != request.user.pk:
-            # Lending one's grant to other users' bots is the owner's choice, nobody else's.
-            raise PermissionDenied("Only the connection's owner can change this setting.")
+        if not _may(request.user, connection, "zoomauth.change_zoomconnection"):
+            # Lending one's grant to other users' bots is the owner's choice: set by the owner, or
+            # relayed by the customer's backend (users of connect links have no broker sign-in).
+            raise PermissionDenied(
+                "Only the connection's owner, or an API user with the change permission relaying the owner's "
+                "choice, can change this setting."
+            )
         given = ConnectionSettingsSerializer(data=request.data)
         given.is_valid(raise_exception=True)
-        connection.allow_join_tokens_for_others = given.validated_data["allow_join_tokens_for_others"]
-        connection.save(update_fields=["allow_join_tokens_for_others", "updated_at"])
+        connection_set_sharing(
+            connection=connection, by_user=request.user, changes=dict(given.validated_data), where="through the API"
+        )
         return Response(serialized(request, connection))
 
     def perform_destroy(self, instance):

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 from django.db import DatabaseError, InterfaceError
 from django.db import connection as db
+from django.db.models import Q, Subquery
 from django.utils import timezone
 from rest_framework import renderers
 from rest_framework.negotiation import BaseContentNegotiation
@@ -71,7 +72,8 @@ HOT_PATH_READ = f"SELECT {', '.join(HOT_PATH_COLUMNS)} FROM {ZoomConnection._met
 GRANT_READ = (
     f"SELECT {', '.join('c.' + column for column in HOT_PATH_COLUMNS)}, g.id AS grant_id, "  # noqa: S608
     "g.secret_hash AS grant_secret_hash, g.kinds AS grant_kinds, g.meeting_id AS grant_meeting_id, "
-    "g.expires_at AS grant_expires_at, g.bypass_waiting_room AS grant_bypass_waiting_room "
+    "g.expires_at AS grant_expires_at, g.bypass_waiting_room AS grant_bypass_waiting_room, "
+    "g.obf_candidates AS grant_obf_candidates "
     f"FROM {CallbackGrant._meta.db_table} g JOIN {ZoomConnection._meta.db_table} c ON c.id = g.connection_id "
     "WHERE g.public_id = %s"
 )
@@ -354,9 +356,11 @@ class TokenCallbackView(APIView):
                 raise CallbackRefused(400, "meeting_id is missing or is not a Zoom meeting number (9 to 13 digits).")
         if self.audit["grant_id"] is not None:
             _check_grant_scope(connection, kind, meeting_id)
-
-        if self.audit["grant_id"] is not None:
             bypass_waiting_room = connection.grant_bypass_waiting_room  # the launch decided
+            if kind == CallbackLog.Kind.OBF and getattr(connection, "grant_obf_candidates", ()):
+                connection = _obf_authorizer(connection, meeting_id)
+                self.audit["connection_id"] = connection.pk  # whose token was minted
+                hand_back_connection()
         else:  # the connection's own URL, the customer's backend's: its query decides
             bypass_waiting_room = request.query_params.get("bypass_waiting_room", "").lower() in ("1", "true", "yes")
         token_request = TokenRequest(
@@ -455,8 +459,9 @@ class TokenCallbackView(APIView):
                 for converter in converters:
                     values[position] = converter(values[position], column, db)
         if len(values) > len(HOT_PATH_COLUMNS):  # a bot's URL: its grant's columns follow
-            kinds = values[len(HOT_PATH_COLUMNS) + 2]
-            values[len(HOT_PATH_COLUMNS) + 2] = tuple(json.loads(kinds) if isinstance(kinds, str) else kinds)
+            for offset in (2, 5):  # the kinds, the OBF candidates (jsonb, as text or parsed)
+                value = values[len(HOT_PATH_COLUMNS) + offset]
+                values[len(HOT_PATH_COLUMNS) + offset] = tuple(json.loads(value) if isinstance(value, str) else value)
         return tuple(values)
 
 
@@ -472,6 +477,7 @@ def _connection_from(values: tuple, *, by_grant: bool) -> ZoomConnection:
             connection.grant_meeting_id,
             connection.grant_expires_at,
             connection.grant_bypass_waiting_room,
+            connection.grant_obf_candidates,
         ) = values[len(HOT_PATH_COLUMNS) :]
     return connection
 
@@ -488,6 +494,26 @@ def _column_converters() -> list[tuple[int, object, list]]:
         if converters:
             found.append((position, column, converters))
     return found
+
+
+def _obf_authorizer(connection: ZoomConnection, meeting_id: str) -> ZoomConnection:
+    """A bot with OBF candidates: the first of [its launcher, its candidates] who is in the meeting
+    now (and, for a candidate, still allows it), else its launcher."""
+    from .presence import connections_present
+
+    present = connections_present(
+        meeting_id=meeting_id, connection_ids=[connection.pk, *connection.grant_obf_candidates]
+    )
+    if not present or present[0] == connection.pk:
+        return connection
+    launcher_user = ZoomConnection.objects.filter(pk=connection.pk).values("user_id")
+    usable = {
+        candidate.pk: candidate
+        for candidate in ZoomConnection.objects.active()
+        .filter(pk__in=present)
+        .filter(Q(allow_obf_for_others=True) | Q(user_id=Subquery(launcher_user)))
+    }
+    return next((usable[pk] for pk in present if pk in usable), connection)
 
 
 def _check_grant_scope(connection: ZoomConnection, kind: str, meeting_id: str) -> None:

@@ -66,6 +66,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "pmi",
             "is_service_account",
             "allow_join_tokens_for_others",
+            "allow_obf_for_others",
             "callback_urls",
         )
 
@@ -85,9 +86,21 @@ class ConnectionSerializer(serializers.ModelSerializer):
 
 class ConnectionSettingsSerializer(serializers.Serializer):
     allow_join_tokens_for_others = serializers.BooleanField(
+        required=False,
         help_text="Let bots launched by other users into meetings this user hosts get join tokens minted "
-        "from this connection (off by default)."
+        "from this connection (off by default).",
     )
+    allow_obf_for_others = serializers.BooleanField(
+        required=False,
+        help_text="Let bots launched by other users name this connection as an OBF candidate (off by default).",
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                {"allow_join_tokens_for_others": "Give allow_join_tokens_for_others or allow_obf_for_others."}
+            )
+        return attrs
 
 
 class ConnectSessionRequestSerializer(serializers.Serializer):

@@ -337,6 +337,37 @@ def record_reveal(*, user, connections: list[ZoomConnection], where: str) -> Non
     )
 
 
+SHARING_SETTINGS = {
+    "allow_join_tokens_for_others": "join tokens for other users' bots",
+    "allow_obf_for_others": "OBF for other users' bots",
+}
+
+
+def connection_set_sharing(*, connection: ZoomConnection, by_user, changes: dict[str, bool], where: str) -> None:
+    """The owner's choice to lend this grant to other users' bots (set by the owner, or relayed by
+    the customer's backend): saved, and each change written to the connection's history."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    changed = {name: value for name, value in changes.items() if getattr(connection, name) != value}
+    if not changed:
+        return
+    for name, value in changed.items():
+        setattr(connection, name, value)
+    connection.save(update_fields=[*changed, "updated_at"])
+    LogEntry.objects.bulk_create(
+        LogEntry(
+            user_id=by_user.pk,
+            content_type=ContentType.objects.get_for_model(ZoomConnection),
+            object_id=str(connection.pk),
+            object_repr=str(connection)[:200],
+            action_flag=CHANGE,
+            change_message=f"Set “{SHARING_SETTINGS[name]}” {'on' if value else 'off'} {where}.",
+        )
+        for name, value in changed.items()
+    )
+
+
 # --- bots' own callback credentials ----------------------------------------------------------
 
 
@@ -348,6 +379,7 @@ def callback_grant_issue(
     holder: str,
     until: datetime,
     bypass_waiting_room: bool = False,
+    obf_candidates: list[ZoomConnection] | None = None,
 ) -> tuple[CallbackGrant, str]:
     """A credential for one bot's token URLs: these kinds, from this connection, for this
     meeting, until `until` (ended earlier by callback_grants_end). Returns it and its secret,
@@ -361,6 +393,7 @@ def callback_grant_issue(
         holder=holder[:100],
         expires_at=until,
         bypass_waiting_room=bypass_waiting_room,
+        obf_candidates=[candidate.pk for candidate in obf_candidates or ()],
     )
     return grant, raw
 

@@ -136,3 +136,10 @@ def callback_logs_prune() -> int:
     deleted, _ = CallbackLog.objects.expired(now=now).delete()
     CallbackHourStat.objects.filter(hour__lt=now - settings.CALLBACK_LOG_RETENTION).delete()
     return deleted
+
+
+@shared_task(ignore_result=True)
+def meeting_activity_prune() -> int:
+    from .presence import meeting_activity_prune as prune
+
+    return prune()

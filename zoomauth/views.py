@@ -16,6 +16,7 @@ from .services import (
     connection_complete_authorization,
     connection_disconnect,
     connection_pending,
+    connection_set_sharing,
     connection_start_authorization,
 )
 
@@ -138,8 +139,22 @@ def disconnect(request, public_id):
 def join_token_sharing(request, public_id):
     """The owner lets (or stops letting) other users' bots get join tokens from this connection."""
     connection = get_object_or_404(ZoomConnection, public_id=public_id, user=request.user)
-    connection.allow_join_tokens_for_others = request.POST.get("allow") == "1"
-    connection.save(update_fields=["allow_join_tokens_for_others", "updated_at"])
+    allow = request.POST.get("allow") == "1"
+    if request.POST.get("setting") == "obf":
+        connection_set_sharing(
+            connection=connection, by_user=request.user, changes={"allow_obf_for_others": allow}, where="on their page"
+        )
+        if allow:
+            messages.success(request, "Other users' bots may now carry your OBF token while you are in the meeting.")
+        else:
+            messages.success(request, "Only your own bots carry your OBF token.")
+        return redirect("zoomauth:home")
+    connection_set_sharing(
+        connection=connection,
+        by_user=request.user,
+        changes={"allow_join_tokens_for_others": allow},
+        where="on their page",
+    )
     if connection.allow_join_tokens_for_others:
         messages.success(request, "Bots launched by other users into meetings you host can now get join tokens.")
     else:

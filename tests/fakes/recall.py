@@ -92,7 +92,15 @@ class FakeRecall(FakeServer):
                 "bot_create_fail_next": [],
                 "bot_create_answer_delay": 0.0,
                 "bot_create_drop_next": 0,
+                # OBF: Zoom refuses the join while the token's user is not in the meeting, and
+                # each refused try emails the host; the bot tries again every this many seconds.
+                "obf_retry_seconds": 0.25,
+                # How long a bot stays in the call (None: step_seconds); it is removed earlier
+                # when its OBF user leaves or the meeting ends, as Zoom does.
+                "call_seconds": None,
             }
+            # Per meeting: each refused OBF join ("someone is waiting to join" to the host).
+            self.host_notified: dict[str, int] = {}
             self.threads: list[threading.Thread] = []
 
     def _ok(self, _=None) -> Response:
@@ -522,34 +530,18 @@ class FakeRecall(FakeServer):
         if meeting.get("requires_sign_in") and not signed_in:
             self._status(bot, "fatal", "meeting_requires_sign_in")
             return
+        obf_user = None
         if "obf_token_url" in zoom_config:
             outcome, token = self._token_from(bot, "obf_token_url", "obf", meeting_id)
             if outcome != "ok":
                 self._status(bot, "fatal", "zoom_meeting_not_accessible")
                 return
-            waited, limit = (
-                0.0,
-                min(
-                    float(bot["_automatic_leave"].get("waiting_room_timeout", 0) or 0),
-                    self.config["max_waiting_seconds"],
-                ),
+            limit = min(
+                float(bot["_automatic_leave"].get("waiting_room_timeout", 0) or 0), self.config["max_waiting_seconds"]
             )
-            while True:
-                verdict = self._introspect("obf", token, meeting_id, consume=False)
-                if verdict.get("valid"):
-                    self._introspect("obf", token, meeting_id, consume=True)
-                    break
-                if verdict.get("reason") != "user_not_in_meeting":
-                    self._status(bot, "fatal", "zoom_invalid_signature")
-                    return
-                if waited == 0.0:
-                    self._status(bot, "in_waiting_room")
-                if waited >= limit:
-                    self._status(bot, "call_ended", "timeout_exceeded_waiting_room")
-                    self._status(bot, "done")
-                    return
-                time.sleep(0.25)
-                waited += 0.25
+            obf_user = self._obf_join(bot, token, meeting_id, limit)
+            if obf_user is None:
+                return
         recording = False
         if "join_token_url" in zoom_config:
             outcome, token = self._token_from(bot, "join_token_url", "join_token", meeting_id)
@@ -562,10 +554,54 @@ class FakeRecall(FakeServer):
         self._status(
             bot, "in_call_recording" if recording or "obf_token_url" in zoom_config else "in_call_not_recording"
         )
-        time.sleep(step)
-        self._status(bot, "call_ended", "call_ended_by_host")
+        with self.lock:
+            bot["_in_call"] = [time.time(), None]
+        sub_code = self._stay_in_call(meeting_id, obf_user)
+        with self.lock:
+            bot["_in_call"][1] = time.time()
+        self._status(bot, "call_ended", sub_code)
         time.sleep(step)
         self._status(bot, "done")
+
+    def _obf_join(self, bot: dict, token: str, meeting_id: str, limit: float) -> str | None:
+        """Join with an OBF token: Zoom lets the bot in only while the token's user is in the
+        meeting; every refused try notifies the host. Returns the OBF user, or None (ended)."""
+        waited = 0.0
+        while True:
+            verdict = self._introspect("obf", token, meeting_id, consume=False)
+            if verdict.get("valid"):
+                self._introspect("obf", token, meeting_id, consume=True)
+                return verdict["user_id"]
+            if verdict.get("reason") != "user_not_in_meeting":
+                self._status(bot, "fatal", "zoom_invalid_signature")
+                return None
+            with self.lock:
+                self.host_notified[meeting_id] = self.host_notified.get(meeting_id, 0) + 1
+                bot["_obf_refused"] = bot.get("_obf_refused", 0) + 1
+            if waited == 0.0:
+                self._status(bot, "in_waiting_room")
+            if waited >= limit:
+                self._status(bot, "call_ended", "timeout_exceeded_waiting_room")
+                self._status(bot, "done")
+                return None
+            pause = self.config["obf_retry_seconds"]
+            time.sleep(pause)
+            waited += pause
+
+    def _stay_in_call(self, meeting_id: str, obf_user: str | None) -> str:
+        """In the call until call_seconds pass (the host ends it), or Zoom removes the bot: its
+        OBF user left, or the meeting ended."""
+        seconds = self.config["call_seconds"]
+        deadline = time.time() + (self.config["step_seconds"] if seconds is None else seconds)
+        while True:
+            meeting = self._meeting(meeting_id) or {}
+            if obf_user is not None and obf_user not in meeting.get("participants", []):
+                return "authorized_user_left_meeting"
+            if seconds is not None and meeting.get("running") is False and meeting.get("participants") == []:
+                return "call_ended_by_host"
+            if time.time() >= deadline:
+                return "call_ended_by_host"
+            time.sleep(min(0.1, max(0.0, deadline - time.time())))
 
     def _meeting(self, meeting_id: str) -> dict | None:
         """Ask the fake Zoom whether the meeting exists (through its public state)."""
@@ -588,9 +624,13 @@ class FakeRecall(FakeServer):
                 {
                     "apps": [self._public(a) for a in self.apps.values()],
                     "credentials": [self._public(c) for c in self.credentials.values()],
-                    "bots": [{**self._public(b), "observed": b["_observed"]} for b in self.bots.values()],
+                    "bots": [
+                        {**self._public(b), "observed": b["_observed"], "in_call": b.get("_in_call")}
+                        for b in self.bots.values()
+                    ],
                     "webhook_receipts": self.webhook_receipts,
                     "token_gets": self.token_gets,
+                    "host_notified": self.host_notified,
                 },
             )
 
