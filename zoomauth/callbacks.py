@@ -459,7 +459,7 @@ class TokenCallbackView(APIView):
                 for converter in converters:
                     values[position] = converter(values[position], column, db)
         if len(values) > len(HOT_PATH_COLUMNS):  # a bot's URL: its grant's columns follow
-            for offset in (2, 5):  # the kinds, the OBF candidates (jsonb, as text or parsed)
+            for offset in (2, 6):  # the kinds, the OBF candidates (jsonb, as text or parsed)
                 value = values[len(HOT_PATH_COLUMNS) + offset]
                 values[len(HOT_PATH_COLUMNS) + offset] = tuple(json.loads(value) if isinstance(value, str) else value)
         return tuple(values)
