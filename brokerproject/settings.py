@@ -323,6 +323,9 @@ if RECALL_REGION not in RECALL_REGIONS:
 RECALL_API_BASE_URL = env.str("RECALL_API_BASE_URL", default=RECALL_REGIONS[RECALL_REGION]).rstrip("/")
 RECALL_API_KEY = env.str("RECALL_API_KEY", default="")
 RECALL_HTTP_TIMEOUT = env.float("RECALL_HTTP_TIMEOUT", default=10.0)
+# Recall's bot list may not show a bot for this long after its create: after an ambiguous create
+# (timeout, dropped answer) no second POST until the list has shown nothing for this long.
+RECALL_BOT_LIST_LAG = timedelta(seconds=env.int("RECALL_BOT_LIST_LAG_SECONDS", default=120))
 # Workspace verification secret (whsec_...): Recall signs webhooks and token GETs with it.
 RECALL_VERIFICATION_SECRET = env.str("RECALL_VERIFICATION_SECRET", default="")
 # When a verification secret is set: still accept unsigned token GETs that carry a good secret.
