@@ -34,6 +34,8 @@ ZOOM_DELAY = float(os.environ.get("BENCH_ZOOM_DELAY", "0.1"))
 DURATION = os.environ.get("BENCH_DURATION", "5s")
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "100"))
 MEETING = "85000000000"
+# Its own database by default; BENCH_DATABASE gives another (two benchmarks at once on one machine).
+DATABASE = os.environ.get("BENCH_DATABASE", "broker_bench")
 
 
 def free_port() -> int:
@@ -56,7 +58,7 @@ ENV = {
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "PUBLIC_BASE_URL": BROKER_URL,
     "SECURE_SSL_REDIRECT": "false",
-    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/broker_bench",
+    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
     "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
     "ZOOM_OAUTH_BASE_URL": ZOOM_URL,
     "ZOOM_API_BASE_URL": ZOOM_URL + "/v2",
@@ -81,7 +83,7 @@ def wait_for(url: str, seconds: float = 30) -> None:
 
 
 def seed():
-    fresh.database("broker_bench")
+    fresh.database(DATABASE)
     import django
 
     django.setup()

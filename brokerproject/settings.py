@@ -323,6 +323,9 @@ if RECALL_REGION not in RECALL_REGIONS:
 RECALL_API_BASE_URL = env.str("RECALL_API_BASE_URL", default=RECALL_REGIONS[RECALL_REGION]).rstrip("/")
 RECALL_API_KEY = env.str("RECALL_API_KEY", default="")
 RECALL_HTTP_TIMEOUT = env.float("RECALL_HTTP_TIMEOUT", default=10.0)
+# Recall's bot list may not show a bot for this long after its create: after an ambiguous create
+# (timeout, dropped answer) no second POST until the list has shown nothing for this long.
+RECALL_BOT_LIST_LAG = timedelta(seconds=env.int("RECALL_BOT_LIST_LAG_SECONDS", default=120))
 # Workspace verification secret (whsec_...): Recall signs webhooks and token GETs with it.
 RECALL_VERIFICATION_SECRET = env.str("RECALL_VERIFICATION_SECRET", default="")
 # When a verification secret is set: still accept unsigned token GETs that carry a good secret.
@@ -345,8 +348,9 @@ BOT_URL_MAX_LIFETIME = timedelta(hours=env.int("BOT_URL_MAX_HOURS", default=24))
 BOT_JOIN_AT_MAX_AHEAD = timedelta(days=env.int("BOT_JOIN_AT_MAX_DAYS", default=30))
 # The access-token callback always returns a token with at least this much life left.
 ACCESS_TOKEN_MIN_VALIDITY = timedelta(seconds=env.int("ACCESS_TOKEN_MIN_VALIDITY_SECONDS", default=300))
-# Everything a token callback does must fit in this budget (Recall gives 5 s).
-CALLBACK_TIME_BUDGET = env.float("CALLBACK_TIME_BUDGET_SECONDS", default=4.0)
+# Everything a token callback does must fit in this budget, counted from the request's arrival
+# in the web process (Recall gives 5 s): what is left is for writing the answer on a busy host.
+CALLBACK_TIME_BUDGET = env.float("CALLBACK_TIME_BUDGET_SECONDS", default=3.8)
 CALLBACK_LOG_RETENTION = timedelta(days=env.int("CALLBACK_LOG_RETENTION_DAYS", default=30))
 # Meeting presence (from Zoom's meeting and participant events) is kept this long after the last
 # event of a meeting, then pruned.

@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from zoomauth.models import ZoomApp
@@ -178,13 +180,38 @@ class LaunchBotForm(forms.ModelForm):
         error_messages = {"connection": {"invalid_choice": NOT_YOUR_CONNECTION}}
 
 
+class DuplicateFilter(admin.SimpleListFilter):
+    title = "second bots"
+    parameter_name = "second_bot"
+
+    def lookups(self, request, model_admin):
+        return (("duplicate", "A second Recall bot of a launch"), ("has_duplicates", "A launch with a second bot"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "duplicate":
+            return queryset.filter(duplicate_of__isnull=False)
+        if self.value() == "has_duplicates":
+            return queryset.filter(duplicates__isnull=False).distinct()
+        return queryset
+
+
 @admin.register(Bot)
 class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
-    list_display = ("created_at", "bot_name", "meeting_id", "user", "connection", "status", "sub_code", "recall_id")
-    list_filter = ("status", "sub_code")
+    list_display = (
+        "created_at",
+        "bot_name",
+        "meeting_id",
+        "user",
+        "connection",
+        "status",
+        "sub_code",
+        "recall_id",
+        "second_bot",
+    )
+    list_filter = ("status", "sub_code", DuplicateFilter)
     date_hierarchy = "created_at"
     search_fields = ("meeting_id", "recall_id", "user__username")
-    list_select_related = ("user", "connection", "connection__app")
+    list_select_related = ("user", "connection", "connection__app", "duplicate_of")
     inlines = (BotStatusChangeInline,)
 
     def get_form(self, request, obj=None, **kwargs):
@@ -214,6 +241,9 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
             )
         return (
             "recall_id",
+            "duplicate_of_link",
+            "duplicates_list",
+            "launch_ambiguous_at",
             "user",
             *Bot.DESCRIBED_BY,
             "token_fetches",
@@ -240,6 +270,36 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         if change:
             super().save_related(request, form, formsets, change)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(duplicate_count=Count("duplicates"))
+
+    @admin.display(description="second bot", ordering="duplicate_count")
+    def second_bot(self, obj):
+        """A second Recall bot for one launch, either side: staff see both at a glance."""
+        if obj.duplicate_of_id:
+            return format_html("duplicate of {}", obj.duplicate_of.recall_id or obj.duplicate_of.public_id)
+        if getattr(obj, "duplicate_count", 0):
+            return f"{obj.duplicate_count} duplicate(s)"
+        return "—"
+
+    @admin.display(description="duplicate of (the launch this second Recall bot belongs to)")
+    def duplicate_of_link(self, obj):
+        if obj.duplicate_of_id is None:
+            return "—"
+        launch = obj.duplicate_of
+        url = reverse("admin:recallbots_bot_change", args=[launch.pk])
+        return format_html('<a href="{}">{}</a> (Recall bot {})', url, launch, launch.recall_id or "—")
+
+    @admin.display(description="duplicates (other Recall bots for this launch)")
+    def duplicates_list(self, obj):
+        rows = [
+            (reverse("admin:recallbots_bot_change", args=[pk]), recall_id, status)
+            for pk, recall_id, status in obj.duplicates.values_list("pk", "recall_id", "status")
+        ]
+        if not rows:
+            return "—"
+        return format_html_join(", ", '<a href="{}">Recall bot {}</a> ({})', rows)
 
     @admin.display(description="what to fix")
     def fatal_hint(self, obj):

@@ -2,8 +2,9 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
+from django.db import IntegrityError, models, transaction
+from django.db.models import Case, DurationField, ExpressionWrapper, F, Q, Value, When
+from django.db.models.functions import Now
 
 from brokerproject.crypto import StrictEncryptedTextField
 from zoomauth.models import CallbackGrant, CallbackLog, ZoomApp, ZoomConnection
@@ -167,9 +168,16 @@ class Bot(models.Model):
     # beat's catch-up and the task's own retry never create it twice.
     launch_next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
     launch_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
-    # An earlier POST /api/v1/bot/ failed ambiguously (timeout, dropped connection, 502/504):
-    # Recall may hold the bot already, so it is looked up by metadata before any second POST.
-    launch_outcome_unknown = models.BooleanField(default=False, editable=False)
+    # The last POST /api/v1/bot/ that failed ambiguously (timeout, dropped connection, 502/504),
+    # by the database's clock: Recall may hold the bot already. No second POST until Recall's
+    # list has shown nothing for RECALL_BOT_LIST_LAG_SECONDS since then, or the bot's own status
+    # webhook names the launch.
+    launch_ambiguous_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A second Recall bot for one launch (its status webhook named a launch that already held
+    # another Recall id): kept as its own row, linked to the launch, never dropped.
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="duplicates", editable=False
+    )
     # "when_user_joins": created at Recall only once its user (or a candidate) is in the meeting,
     # while the broker sees the meeting (presence), until wait_until.
     start = models.CharField(max_length=20, choices=Start.choices, default=Start.NOW)
@@ -213,6 +221,66 @@ class Bot(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+    @property
+    def launch_outcome_unknown(self) -> bool:
+        return self.launch_ambiguous_at is not None
+
+    def mark_launch_ambiguous(self) -> None:
+        """A create failed ambiguously just now (the database's clock: the lag window is measured
+        on one clock whichever worker looks next)."""
+        Bot.objects.filter(pk=self.pk).update(launch_ambiguous_at=Now())
+        self.launch_ambiguous_at = Bot.objects.values_list("launch_ambiguous_at", flat=True).get(pk=self.pk)
+
+    def list_lag_left(self, *, lag: timedelta) -> float:
+        """Seconds until Recall's bot list, still without this launch's bot, can be believed (0:
+        it can): measured from the last ambiguous create, on the database's clock."""
+        if self.launch_ambiguous_at is None:
+            return 0.0
+        left = (
+            Bot.objects.filter(pk=self.pk)
+            .annotate(left=ExpressionWrapper(F("launch_ambiguous_at") + lag - Now(), output_field=DurationField()))
+            .values_list("left", flat=True)
+            .get()
+        )
+        return max(0.0, left.total_seconds()) if left is not None else 0.0
+
+    def take_recall_id(self, recall_id: str) -> bool:
+        """The launch holds this Recall bot from now on; False when it already holds another one
+        (a webhook adopted the first bot, or a worker stored its own): the caller records a
+        duplicate instead of overwriting the id the first bot's webhooks are found by."""
+        taken = Bot.objects.filter(pk=self.pk, recall_id__isnull=True).update(
+            recall_id=recall_id[:64],
+            queued_payload="",
+            last_error="",
+            launch_next_attempt_at=None,
+            status=Case(When(status=Bot.Status.QUEUED, then=Value(Bot.Status.CREATED)), default=F("status")),
+        )
+        self.refresh_from_db(
+            fields=[
+                *("recall_id", "queued_payload", "last_error", "launch_next_attempt_at"),
+                *("status", "sub_code", "status_updated_at"),
+            ]
+        )
+        return bool(taken) or self.recall_id == recall_id[:64]
+
+    def record_duplicate(self, *, recall_id: str) -> "Bot":
+        """A second Recall bot for this launch: its own row (its status is tracked), linked here.
+        Idempotent on the Recall id (a redelivered webhook, two at once)."""
+        fields = {
+            name: getattr(self, name)
+            for name in (
+                *("user_id", "connection_id", "meeting_url", "meeting_id", "meeting_passcode", "token_kinds"),
+                *("bot_name", "join_at", "metadata", "start", "presence"),
+            )
+        }
+        try:
+            with transaction.atomic():
+                return Bot.objects.create(
+                    **fields, recall_id=recall_id[:64], duplicate_of=self, status=Bot.Status.CREATED
+                )
+        except IntegrityError:
+            return Bot.objects.get(recall_id=recall_id[:64])
 
     def end_waiting(self, *, status: str, at) -> bool:
         """A waiting bot ends without ever being sent to Recall; False if it was not waiting."""

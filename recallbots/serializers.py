@@ -41,12 +41,24 @@ class BotSerializer(serializers.ModelSerializer):
     fatal_hint = serializers.CharField(read_only=True)
     token_fetches = serializers.SerializerMethodField()
     obf_candidates = serializers.SerializerMethodField()
+    duplicate_of = serializers.UUIDField(
+        source="duplicate_of.public_id",
+        read_only=True,
+        allow_null=True,
+        help_text="A second Recall bot for one launch: the launch (bot id) it duplicates.",
+    )
+    duplicates = serializers.SerializerMethodField(
+        help_text="Other Recall bots created for this launch (an ambiguous create that Recall did twice)."
+    )
 
     class Meta:
         model = Bot
         fields = (
             "id",
             "recall_id",
+            "duplicate_of",
+            "duplicates",
+            "launch_ambiguous_at",
             *Bot.DESCRIBED_BY,
             "status_updated_at",
             "status_changes",
@@ -64,6 +76,15 @@ class BotSerializer(serializers.ModelSerializer):
             return []
         ids = dict(ZoomConnection.objects.filter(pk__in=obj.obf_candidates).values_list("pk", "public_id"))
         return [str(ids[pk]) for pk in obj.obf_candidates if pk in ids]
+
+    @extend_schema_field(
+        serializers.ListField(child=serializers.DictField(child=serializers.CharField(allow_null=True)))
+    )
+    def get_duplicates(self, obj) -> list[dict]:
+        return [
+            {"id": str(public_id), "recall_id": recall_id, "status": status}
+            for public_id, recall_id, status in obj.duplicates.values_list("public_id", "recall_id", "status")
+        ]
 
     @extend_schema_field(TokenFetchSerializer(many=True))
     def get_token_fetches(self, obj) -> list[dict]:

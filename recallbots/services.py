@@ -512,15 +512,23 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
     try:
         body = _create_or_find(client, bot, payload)
     except recall.RecallRetryableError as exc:
-        if not queue_when_throttled:
+        # An ambiguous create may have made the bot: a worker finds out (never a failed launch
+        # whose URLs end under a bot that is joining).
+        if not queue_when_throttled and not bot.launch_outcome_unknown:
             _launch_failed(bot, exc)
             raise LaunchError(f"Recall did not create the bot: {exc}") from None
         countdown = exc.retry_after or 5
-        bot.status = Bot.Status.QUEUED
-        bot.last_error = str(exc)[:500]
-        bot.queued_payload = json.dumps(payload)
-        bot.launch_next_attempt_at = timezone.now() + timedelta(seconds=countdown)
-        bot.save(update_fields=["status", "last_error", "queued_payload", "launch_next_attempt_at"])
+        # Not over a bot its own status webhook adopted meanwhile (the create was ambiguous).
+        queued = Bot.objects.filter(pk=bot.pk, recall_id__isnull=True).update(
+            status=Bot.Status.QUEUED,
+            last_error=str(exc)[:500],
+            queued_payload=json.dumps(payload),
+            launch_next_attempt_at=timezone.now() + timedelta(seconds=countdown),
+        )
+        bot.refresh_from_db()
+        if not queued:
+            logger.info("bot found through its status webhook during its create", extra={"bot": bot.public_id})
+            return bot
         transaction.on_commit(
             lambda: enqueue_safely("recallbots.tasks.bot_create_at_recall", bot.pk, countdown=countdown)
         )
@@ -530,7 +538,6 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
         _launch_failed(bot, exc)
         raise LaunchError(f"Recall did not create the bot: {exc}") from None
     _launched(bot, body)
-    bot.save()
     logger.info("bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
     return bot
 
@@ -543,35 +550,64 @@ def _launch_failed(bot: Bot, exc: Exception) -> None:
     callback_grants_end(holder=bot.callback_holder)  # no bot: its URLs end now
 
 
-def _launched(bot: Bot, body: dict) -> None:
-    bot.recall_id = body["id"]
-    bot.queued_payload = ""
-    bot.last_error = ""
-    if bot.status == Bot.Status.QUEUED:
-        bot.status = Bot.Status.CREATED
+def _launched(bot: Bot, body: dict) -> Bot:
+    """Store what Recall created for the launch. When the launch already holds another Recall
+    bot (the first one's webhook was adopted while this create ran), this one is a duplicate:
+    recorded and linked, and the launch keeps the id the first bot's webhooks are found by."""
+    if not bot.take_recall_id(body["id"]):
+        duplicate = bot.record_duplicate(recall_id=body["id"])
+        logger.warning(
+            "a second Recall bot for one launch", extra={"bot": bot.public_id, "recall_bot": duplicate.recall_id}
+        )
+        return bot
     _apply_status_changes(bot, body.get("status_changes") or [])
+    bot.save(update_fields=["status", "sub_code", "status_updated_at"])
+    return bot
+
+
+class LaunchUnresolved(recall.RecallRetryableError):
+    """An ambiguous create's bot is not in Recall's list yet, and the list may still lag: no
+    second POST before the window is over (or the bot's own webhook names the launch)."""
 
 
 def _create_or_find(client: recall.RecallClient, bot: Bot, payload: dict) -> dict:
     """POST /api/v1/bot/, never twice for one broker bot: after an ambiguous failure (Recall may
-    have created it) the bot is looked up by its broker_bot_id metadata before any new POST."""
+    have created it) the bot is looked up by its broker_bot_id metadata, and a new POST waits
+    until the list has shown nothing for RECALL_BOT_LIST_LAG since the ambiguous attempt."""
     lookup = {"broker_bot_id": str(bot.public_id)}
     if bot.launch_outcome_unknown:
         found = client.find_bots(metadata=lookup)
         if found:
-            return found[0]
+            return _first_of(bot, found)
+        if left := bot.list_lag_left(lag=settings.RECALL_BOT_LIST_LAG):
+            raise LaunchUnresolved(
+                "Recall's bot list does not show the bot yet, and may still lag after the ambiguous create",
+                retry_after=min(left, LIST_LOOK_INTERVAL),
+                ambiguous=True,
+            )
     try:
         return client.create_bot(payload)
     except recall.RecallRetryableError as exc:
         if not exc.ambiguous:
             raise
-        bot.launch_outcome_unknown = True
-        Bot.objects.filter(pk=bot.pk).update(launch_outcome_unknown=True)
+        bot.mark_launch_ambiguous()
         found = client.find_bots(metadata=lookup)
         if found:
             logger.info("bot found at Recall after an ambiguous create", extra={"bot": bot.public_id})
-            return found[0]
-        raise
+            return _first_of(bot, found)
+        raise LaunchUnresolved(str(exc), retry_after=LIST_LOOK_INTERVAL, ambiguous=True) from None
+
+
+# While an ambiguous create's window runs, Recall's list is looked at this often.
+LIST_LOOK_INTERVAL = 10.0
+
+
+def _first_of(bot: Bot, found: list[dict]) -> dict:
+    """The launch takes the first bot Recall lists; any other is a duplicate, recorded."""
+    first, *others = found
+    for other in others:
+        bot.record_duplicate(recall_id=other["id"])
+    return first
 
 
 def _launch_lease() -> timedelta:
@@ -588,7 +624,7 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
     the caller schedules the next try."""
     now = timezone.now()
     claimed = (
-        Bot.objects.filter(pk=bot_id, status=Bot.Status.QUEUED)
+        Bot.objects.filter(pk=bot_id, status=Bot.Status.QUEUED, recall_id__isnull=True)
         .filter(Q(launch_next_attempt_at__isnull=True) | Q(launch_next_attempt_at__lte=now))
         .update(launch_next_attempt_at=now + _launch_lease(), launch_attempts=F("launch_attempts") + 1)
     )
@@ -607,8 +643,6 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
         _launch_failed(bot, exc)
         return None
     _launched(bot, body)
-    bot.launch_next_attempt_at = None
-    bot.save()
     logger.info("queued bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
     return None
 
@@ -646,19 +680,22 @@ def _apply_status_changes(bot: Bot, changes: list[dict]) -> None:
 def _adopt(*, recall_bot_id: str, broker_bot_id: str) -> Bot | None:
     """A status for a Recall bot the broker does not know by id, whose metadata names one of the
     broker's bots: the create that failed ambiguously (answer lost, lookup found nothing yet)
-    did create it. The bot takes its Recall id from now on."""
+    did create it, and the launch takes its Recall id (no second POST from now on). When the
+    launch holds another Recall id already, this bot is a second one: recorded, linked."""
     try:
         public_id = uuid.UUID(broker_bot_id)
     except ValueError:
         return None
-    adopted = Bot.objects.filter(public_id=public_id, recall_id__isnull=True).update(
-        recall_id=recall_bot_id[:64], queued_payload="", last_error=""
-    )
-    bot = Bot.objects.filter(recall_id=recall_bot_id).first()
-    if adopted and bot is not None:
+    launch = Bot.objects.filter(public_id=public_id, duplicate_of__isnull=True).first()
+    if launch is None:
+        return None
+    if launch.take_recall_id(recall_bot_id):
         logger.info("bot found through its status webhook", extra={"recall_bot": recall_bot_id})
-        callback_grants_reopen(holder=bot.callback_holder, until=_grant_until(bot.join_at))
-    return bot
+        callback_grants_reopen(holder=launch.callback_holder, until=_grant_until(launch.join_at))
+        return launch
+    duplicate = launch.record_duplicate(recall_id=recall_bot_id)
+    logger.warning("a second Recall bot for one launch", extra={"bot": launch.public_id, "recall_bot": recall_bot_id})
+    return duplicate
 
 
 def bot_record_status(
@@ -711,6 +748,7 @@ def bot_status_event(*, bot: Bot, code: str, sub_code: str | None, when: datetim
             "bot": {
                 "id": str(bot.public_id),
                 "recall_id": bot.recall_id,
+                "duplicate_of": str(bot.duplicate_of.public_id) if bot.duplicate_of_id else None,
                 "meeting_id": bot.meeting_id,
                 "connection": str(bot.connection.public_id) if bot.connection_id else None,
                 "status": bot.status,

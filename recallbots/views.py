@@ -1,6 +1,7 @@
 import hashlib
 import logging
 
+import redis
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.generics import RetrieveAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,7 +27,9 @@ from .services import LaunchError, LaunchForbidden, LaunchRequest, bot_launch, b
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_SECONDS = 24 * 3600
-IN_PROGRESS = "in-progress"
+PENDING = "pending"
+# A repeat that finds the first request's marker without an answer tries again after this long.
+PENDING_RETRY_AFTER = 30
 
 
 @login_required
@@ -57,15 +61,28 @@ def bot_detail(request, public_id):
 def _forget(cache_key: str) -> None:
     try:
         cache.delete(cache_key)
-    except Exception as exc:  # noqa: BLE001 - it expires on its own (120 s)
+    except CACHE_ERRORS as exc:  # the marker stays: repeats get 503 until it expires
         logger.warning("idempotency key not released: %s", type(exc).__name__)
+
+
+# What the cache (Redis; files without REDIS_URL) raises when it is away. Anything else (a
+# database error in the launch) is not the cache's, and is not reported as the cache's.
+CACHE_ERRORS = (redis.RedisError, OSError)
+
+
+def _retry_later(detail: str, *, retry_after: int) -> Response:
+    response = Response({"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 class BotListCreateView(APIView):
     @extend_schema(responses=BotSerializer(many=True))
     def get(self, request):
         bots = (
-            Bot.objects.filter(user=request.user).select_related("connection").prefetch_related("status_changes")[:100]
+            Bot.objects.filter(user=request.user)
+            .select_related("connection", "duplicate_of")
+            .prefetch_related("status_changes")[:100]
         )
         return Response(BotSerializer(bots, many=True).data)
 
@@ -97,35 +114,44 @@ class BotListCreateView(APIView):
         cache_key = "idempotency:bots:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
         try:
             stored = cache.get(cache_key)
-            claimed = stored is None and cache.add(cache_key, IN_PROGRESS, timeout=120)
-        except Exception as exc:  # noqa: BLE001 - the cache (Redis) is away: keys cannot be honoured
+            # The marker goes in before the launch and lives as long as an answer would: a repeat
+            # that finds it never launches, even when the answer could not be stored.
+            claimed = stored is None and cache.add(cache_key, PENDING, timeout=IDEMPOTENCY_SECONDS)
+            if not claimed and stored is None:
+                stored = cache.get(cache_key)
+        except CACHE_ERRORS as exc:
             logger.warning("idempotency keys unavailable: %s", type(exc).__name__)
-            unavailable = Response(
-                {"detail": "Idempotency-Key cannot be checked right now (the broker's cache is away). Try again."},
-                status=503,
+            return _retry_later(
+                "Idempotency-Key cannot be checked right now (the broker's cache is away): nothing was launched. "
+                "Try again.",
+                retry_after=5,
             )
-            unavailable["Retry-After"] = "5"
-            return unavailable
-        if claimed:
-            try:
-                response = self._launch(request)
-            except BaseException:
-                _forget(cache_key)
-                raise
-            try:
-                if response.status_code in (201, 202, 422):  # a launch was attempted: its answer stands
-                    cache.set(cache_key, {"status": response.status_code, "body": response.data}, IDEMPOTENCY_SECONDS)
-                else:
-                    cache.delete(cache_key)  # bad input: nothing happened, the key may be used again
-            except Exception as exc:  # noqa: BLE001 - the launch happened; its answer is still the answer
-                logger.warning("idempotency key not stored: %s", type(exc).__name__)
-            return response
-        stored = cache.get(cache_key)
-        if stored is None or stored == IN_PROGRESS:
-            return Response({"detail": "A request with this Idempotency-Key is in progress."}, status=409)
-        replay = Response(stored["body"], status=stored["status"])
-        replay["Idempotent-Replayed"] = "true"
-        return replay
+        if not claimed:
+            if stored is None or stored == PENDING:
+                return _retry_later(
+                    "The first request with this Idempotency-Key is still running, or its answer could not be "
+                    "stored: a second bot is never launched for it. Try again later, or look the bot up in "
+                    "GET /api/bots/.",
+                    retry_after=PENDING_RETRY_AFTER,
+                )
+            replay = Response(stored["body"], status=stored["status"])
+            replay["Idempotent-Replayed"] = "true"
+            return replay
+        # A launch that raises may have created a bot at Recall (a database error after the
+        # create): the marker stays, and repeats get 503 until it expires.
+        try:
+            response = self._launch(request)
+        except APIException:  # bad input, refused before anything was launched: the key may be used again
+            _forget(cache_key)
+            raise
+        try:
+            if response.status_code in (201, 202, 422):  # a launch was attempted: its answer stands
+                cache.set(cache_key, {"status": response.status_code, "body": response.data}, IDEMPOTENCY_SECONDS)
+            else:
+                cache.delete(cache_key)  # refused before anything happened: the key may be used again
+        except CACHE_ERRORS as exc:  # the launch happened; the marker stays, so no repeat launches again
+            logger.warning("idempotency answer not stored: %s", type(exc).__name__)
+        return response
 
     def _launch(self, request):
         serializer = LaunchBotSerializer(data=request.data, context={"request": request})
@@ -149,7 +175,9 @@ class BotDetailView(RetrieveAPIView):
     lookup_field = "public_id"
 
     def get_queryset(self):
-        return Bot.objects.filter(user=self.request.user).prefetch_related("status_changes")
+        return (
+            Bot.objects.filter(user=self.request.user).select_related("duplicate_of").prefetch_related("status_changes")
+        )
 
 
 @csrf_exempt

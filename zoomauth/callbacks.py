@@ -37,6 +37,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from brokerproject import metrics, signing
+from brokerproject.arrival import arrived_at
 from brokerproject.crypto import secret_matches
 from brokerproject.dbpool import hand_back_connection
 from brokerproject.throttling import Window, client_address, client_ip, counts
@@ -248,7 +249,9 @@ class TokenCallbackView(APIView):
             response["Allow"] = ", ".join(ALLOWED_METHODS)
             response._has_been_logged = True
             return response
-        started = time.monotonic()
+        # From the request's arrival in this process (brokerproject.wsgi stamps it) when known:
+        # what Recall waits for, less only the network.
+        started = self.arrived_at = arrived_at(request.META) or time.monotonic()
         self.audit = {
             "zoom_calls": 0,
             "signature_checked": False,
@@ -325,7 +328,7 @@ class TokenCallbackView(APIView):
     def get(self, request, kind: str):
         if kind not in KINDS:
             raise CallbackRefused(404, "Unknown token kind.")
-        budget = Budget(settings.CALLBACK_TIME_BUDGET)
+        budget = Budget(settings.CALLBACK_TIME_BUDGET, since=self.arrived_at)
         address = client_address(request)
         connection_param = request.query_params.get("grant") or request.query_params.get("connection", "")
         try:

@@ -74,8 +74,9 @@ NEEDS_RECONNECT = "The Zoom connection needs reconnecting by its user."
 class Budget:
     """The time a callback may spend (Recall gives 5 s) and the Zoom calls it has made."""
 
-    def __init__(self, seconds: float):
-        self.ends_at = time.monotonic() + seconds
+    def __init__(self, seconds: float, *, since: float | None = None):
+        """`since`: when the request arrived (time.monotonic()); the budget counts from there."""
+        self.ends_at = (time.monotonic() if since is None else since) + seconds
         self.zoom_calls = 0
 
     def remaining(self) -> float:

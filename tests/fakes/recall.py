@@ -92,6 +92,9 @@ class FakeRecall(FakeServer):
                 "bot_create_fail_next": [],
                 "bot_create_answer_delay": 0.0,
                 "bot_create_drop_next": 0,
+                # Recall's bot list lags: a new bot shows in GET /api/v1/bot/ only this long after
+                # its create (the issue saw 60 s).
+                "bot_list_lag_seconds": 0.0,
                 # OBF: Zoom refuses the join while the token's user is not in the meeting, and
                 # each refused try emails the host; the bot tries again every this many seconds.
                 "obf_retry_seconds": 0.25,
@@ -441,6 +444,7 @@ class FakeRecall(FakeServer):
             "_automatic_leave": body.get("automatic_leave", {}),
             "_region": req.params["region"],
             "_observed": {},
+            "_listed_from": time.time() + self.config["bot_list_lag_seconds"],
         }
         with self.lock:
             self.bots[bot["id"]] = bot
@@ -465,7 +469,9 @@ class FakeRecall(FakeServer):
             found = [
                 self._public(bot)
                 for bot in self.bots.values()
-                if self._region_of(bot, req) and all(bot["metadata"].get(k) == v for k, v in wanted.items())
+                if self._region_of(bot, req)
+                and bot["_listed_from"] <= time.time()
+                and all(bot["metadata"].get(k) == v for k, v in wanted.items())
             ]
         return json_response(200, {"next": None, "previous": None, "results": found})
 
@@ -480,6 +486,18 @@ class FakeRecall(FakeServer):
         change = {"code": code, "sub_code": sub_code, "created_at": now_iso(), "message": None}
         with self.lock:
             bot["status_changes"].append(change)
+            bot.setdefault("_webhook_ids", []).append("msg_" + uuid.uuid4().hex)
+        self._deliver(bot, len(bot["status_changes"]) - 1)
+
+    def redeliver(self, bot_id: str) -> None:
+        """Recall retries the status webhooks it could not deliver (same webhook ids): each of
+        the bot's status changes is sent again, in order."""
+        for index in range(len(self.bots[bot_id]["status_changes"])):
+            self._deliver(self.bots[bot_id], index)
+
+    def _deliver(self, bot: dict, index: int) -> None:
+        change, msg_id = bot["status_changes"][index], bot["_webhook_ids"][index]
+        code, sub_code = change["code"], change["sub_code"]
         url, secret = self.config["status_webhook_url"], self.config["verification_secret"]
         if not url:
             return
@@ -491,7 +509,8 @@ class FakeRecall(FakeServer):
             },
         }
         raw = json.dumps(event).encode()
-        headers = {"Content-Type": "application/json", **(standard_webhook_headers(secret, raw) if secret else {})}
+        signed = standard_webhook_headers(secret, raw, msg_id) if secret else {}
+        headers = {"Content-Type": "application/json", **signed}
         for _ in range(3):  # Recall retries failed deliveries
             try:
                 if requests.post(url, data=raw, headers=headers, timeout=15).status_code < 300:

@@ -184,7 +184,10 @@ def test_a_create_recall_did_but_answered_late_or_never_is_found_not_repeated(
 def test_a_queued_launch_after_an_ambiguous_failure_looks_before_posting_again(
     api_client, backend, end_user_connection, fake_recall, settings
 ):
+    from datetime import timedelta
+
     settings.RECALL_HTTP_TIMEOUT = 1.0
+    settings.RECALL_BOT_LIST_LAG = timedelta(0)  # the list is believed at once (its lag: test_launch_resolution)
     fake_recall.configure(bot_create_fail_next=[504], retry_after="")  # a gateway: did Recall create it?
     assert launch(api_client, backend).status_code == 202
     bot = Bot.objects.get()
