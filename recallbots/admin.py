@@ -200,6 +200,9 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = type("LaunchBotForm", (LaunchBotForm,), {"launcher": request.user})
+            # The launch fields that share a name with a Bot field (start, obf_candidates, ...) are
+            # the launch's, not the row's: bot_launch stores the bot, not the ModelForm.
+            kwargs["fields"] = LaunchBotForm.Meta.fields
         return super().get_form(request, obj, **kwargs)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):

@@ -232,3 +232,123 @@ def test_handoff_needs_obf_and_candidates_a_400_naming_the_field(
     response = api_client.post("/api/bots/", body, format="json", **alice_api)
     assert response.status_code == 400 and problem in response.json()["handoff"][0], response.json()
     assert not Bot.objects.exists()
+
+
+# --- the admin launcher and the launch page: the API's rules ---------------------------------
+
+LAUNCHER = "/admin/recallbots/bot/add/"
+
+
+def api_answer(api_client, user, body) -> dict:
+    from accounts.models import ApiToken
+
+    _, key = ApiToken.issue(user=user, name="same rules")
+    response = api_client.post("/api/bots/", body, format="json", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 400
+    return response.json()
+
+
+def test_the_admin_launcher_offers_start_wait_candidates_and_handoff_with_only_add_bot(
+    client,
+    api_client,
+    connection,
+    bob,
+    meeting,
+    fake_zoom,
+    fake_recall,  # noqa: F811
+):
+    from tests.staff import staff_with
+
+    staff = staff_with("recallbots.add_bot")
+    ZoomConnection.objects.filter(pk=connection.pk).update(user=staff)  # the staff member's own Zoom
+    client.force_login(staff)
+    page = client.get(LAUNCHER).content.decode()
+    for name in ("start", "wait_minutes", "obf_candidates", "handoff"):
+        assert f'name="{name}"' in page, name
+    form = {
+        "user": staff.pk,
+        "connection": connection.pk,
+        "meeting_url": f"https://zoom.us/j/{MEETING}",
+        "token_kinds": ["obf"],
+        "bot_name": "Staff bot",
+        "handoff": "on",
+    }
+    api_body = {
+        "meeting_url": form["meeting_url"],
+        "connection": str(connection.public_id),
+        "token_kinds": ["obf"],
+        "handoff": True,
+    }
+    refused = client.post(LAUNCHER, form)
+    assert refused.status_code == 200 and not Bot.objects.exists()
+    errors = refused.context["adminform"].form.errors
+    assert errors["handoff"] == api_answer(api_client, staff, api_body)["handoff"]
+    waited = client.post(LAUNCHER, {**form, "obf_candidates": "crm-bob", "start": "when_user_joins", "wait_minutes": 0})
+    assert waited.status_code == 200 and not Bot.objects.exists()
+    assert (
+        waited.context["adminform"].form.errors["wait_minutes"]
+        == api_answer(
+            api_client,
+            staff,
+            {**api_body, "obf_candidates": ["crm-bob"], "start": "when_user_joins", "wait_minutes": 0},
+        )["wait_minutes"]
+    )
+    not_opted_in = client.post(LAUNCHER, {**form, "obf_candidates": "crm-bob"}, follow=True)
+    assert "has not allowed" in " ".join(str(m) for m in not_opted_in.context["messages"])
+    assert not Bot.objects.exists() and not fake_recall.bots
+
+    ZoomConnection.objects.filter(pk=bob.pk).update(allow_obf_for_others=True)
+    fake_zoom.start_meeting(MEETING)
+    worker_turn()
+    launched = client.post(
+        LAUNCHER, {**form, "obf_candidates": "crm-bob", "start": "when_user_joins", "wait_minutes": 5}
+    )
+    assert launched.status_code == 302, launched.context["adminform"].form.errors
+    bot = Bot.objects.get()
+    assert (bot.status, bot.handoff, bot.obf_candidates, bot.start) == (
+        "waiting_for_user",
+        True,
+        [bob.pk],
+        "when_user_joins",
+    )
+    assert fake_recall.bots == {}
+
+
+def test_the_admin_launcher_keeps_the_launch_rule_for_candidates_too(client, connection, bob, fake_recall):  # noqa: F811
+    from tests.staff import staff_with
+
+    staff = staff_with("recallbots.add_bot")
+    client.force_login(staff)
+    form = {
+        "user": staff.pk,
+        "connection": connection.pk,  # Alice's: not the staff member's, and no launch_on_any_connection
+        "meeting_url": f"https://zoom.us/j/{MEETING}",
+        "token_kinds": ["obf"],
+        "bot_name": "x",
+        "obf_candidates": "crm-bob",
+        "handoff": "on",
+    }
+    response = client.post(LAUNCHER, form)
+    assert response.status_code == 200 and "connection" in response.context["adminform"].form.errors
+    assert not Bot.objects.exists() and not fake_recall.bots
+
+
+def test_the_launch_page_takes_handoff_with_the_apis_rules(client, connection, bob, meeting, fake_zoom):  # noqa: F811
+    client.force_login(connection.user)
+    assert 'name="handoff"' in client.get("/launch/").content.decode()
+    form = {
+        "meeting_url": f"https://zoom.us/j/{MEETING}",
+        "connection": connection.pk,
+        "token_kinds": ["obf"],
+        "bot_name": "Notes",
+        "start": "when_user_joins",
+        "handoff": "on",
+    }
+    refused = client.post("/launch/", form)
+    assert refused.status_code == 400 and "Hand-off needs someone to hand the bot to" in refused.content.decode()
+    ZoomConnection.objects.filter(pk=bob.pk).update(allow_obf_for_others=True)
+    fake_zoom.start_meeting(MEETING)
+    worker_turn()
+    assert client.post("/launch/", {**form, "obf_candidates": str(bob.public_id)}).status_code == 302
+    bot = Bot.objects.get()
+    assert (bot.handoff, bot.obf_candidates, bot.status) == (True, [bob.pk], "waiting_for_user")
