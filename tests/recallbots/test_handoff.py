@@ -105,6 +105,24 @@ def test_a_leave_that_zoom_sends_twice_and_recalls_removal_make_one_successor(
     assert Bot.objects.filter(previous_bot=first).count() == 1 and len(fake_recall.bots) == 2
 
 
+def test_recalls_removal_before_zoom_says_she_left_waits_for_zooms_late_event(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall
+):
+    from recallbots.tasks import bots_hand_off_due
+
+    first = launch_in_call(api_client, connection, alice_api)
+    fake_zoom.leave(MEETING, "zu_alice", hold=True)  # she is gone at Zoom; its event is late
+    wait_for_status(first, "done")  # Recall's removal came (authorized_user_left_meeting)
+    worker_turn()
+    assert bots_hand_off_due.run() == 1  # beat's catch-up asks too
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists()  # presence still has her in: not yet
+    fake_zoom.flush_events()
+    worker_turn()
+    successor = wait_for_status(Bot.objects.get(previous_bot=first), "in_call_recording")
+    assert minted_for(successor) == [both_in.pk]
+
+
 def test_concurrent_hand_offs_of_one_bot_claim_it_once(
     api_client, connection, both_in, alice_api, fake_zoom, fake_recall
 ):
