@@ -255,6 +255,7 @@ CELERY_TASK_ROUTES = {
     "webhooks.tasks.event_delivery_attempt": {"queue": "customer-events"},
     "recallbots.tasks.bot_create_at_recall": {"queue": "recall"},
     "recallbots.tasks.bot_release_waiting": {"queue": "recall"},
+    "recallbots.tasks.bot_hand_off": {"queue": "recall"},
     "recallbots.tasks.credential_create_customer_managed": {"queue": "recall"},
     "recallbots.tasks.credential_delete_for_connection": {"queue": "recall"},
 }
@@ -294,6 +295,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "launch-queued-bots": {
         "task": "recallbots.tasks.bots_queued_due",
+        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
+    },
+    "hand-off-removed-bots": {
+        "task": "recallbots.tasks.bots_hand_off_due",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
     },
     "sync-recall-credentials": {

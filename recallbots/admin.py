@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from zoomauth.models import ZoomApp
 
 from . import recall
+from .forms import OBF_CANDIDATES_HELP, CheckedByTheApi
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
 from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
@@ -166,13 +167,21 @@ class BotStatusChangeInline(admin.TabularInline):
         return False
 
 
-class LaunchBotForm(forms.ModelForm):
+class LaunchBotForm(CheckedByTheApi, forms.ModelForm):
+    """The admin's launcher: the API's rules (CheckedByTheApi) for the staff member launching."""
+
     meeting_url = forms.CharField(max_length=2000, validators=[validate_zoom_meeting_url])
     token_kinds = forms.MultipleChoiceField(
         choices=Bot.TokenKind.choices, widget=forms.CheckboxSelectMultiple, required=False
     )
     zak_from_service_account = forms.BooleanField(required=False)
     bypass_waiting_room = forms.BooleanField(required=False)
+    start = forms.ChoiceField(choices=Bot.Start.choices, initial=Bot.Start.NOW, required=False)
+    wait_minutes = forms.IntegerField(initial=30, required=False, help_text="With when_user_joins (1 to 1440).")
+    obf_candidates = forms.CharField(required=False, max_length=2000, help_text=OBF_CANDIDATES_HELP)
+    handoff = forms.BooleanField(
+        required=False, help_text="OBF with candidates: a successor bot when the bot's OBF user leaves (at most 3)."
+    )
 
     class Meta:
         model = Bot
@@ -216,7 +225,10 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
-            kwargs["form"] = LaunchBotForm
+            kwargs["form"] = type("LaunchBotForm", (LaunchBotForm,), {"launcher": request.user})
+            # The launch fields that share a name with a Bot field (start, obf_candidates, ...) are
+            # the launch's, not the row's: bot_launch stores the bot, not the ModelForm.
+            kwargs["fields"] = LaunchBotForm.Meta.fields
         return super().get_form(request, obj, **kwargs)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -238,6 +250,10 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
                 "bypass_waiting_room",
                 "bot_name",
                 "join_at",
+                "start",
+                "wait_minutes",
+                "obf_candidates",
+                "handoff",
             )
         return (
             "recall_id",
@@ -246,6 +262,8 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
             "launch_ambiguous_at",
             "user",
             *Bot.DESCRIBED_BY,
+            "previous_bot_link",
+            "next_bot_link",
             "token_fetches",
             "status_updated_at",
             "last_error",
@@ -265,7 +283,10 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
             messages.error(request, str(exc))
             return
         obj.pk = bot.pk
-        messages.success(request, f"Launched bot {bot.recall_id}.")
+        if bot.status == Bot.Status.WAITING_FOR_USER:
+            messages.success(request, "The bot waits for its user to join the meeting.")
+        else:
+            messages.success(request, f"Launched bot {bot.recall_id or '(queued)'}.")
 
     def save_related(self, request, form, formsets, change):
         if change:
@@ -300,6 +321,20 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
         if not rows:
             return "—"
         return format_html_join(", ", '<a href="{}">Recall bot {}</a> ({})', rows)
+
+    def _bot_link(self, bot):
+        if bot is None:
+            return "—"
+        url = reverse("admin:recallbots_bot_change", args=[bot.pk])
+        return format_html('<a href="{}">{}</a>', url, bot.public_id)
+
+    @admin.display(description="took over from (hand-off)")
+    def previous_bot_link(self, obj):
+        return self._bot_link(obj.previous_bot)
+
+    @admin.display(description="handed off to")
+    def next_bot_link(self, obj):
+        return self._bot_link(Bot.objects.filter(previous_bot=obj).first())
 
     @admin.display(description="what to fix")
     def fatal_hint(self, obj):

@@ -28,8 +28,9 @@ class RecallBotsConfig(AppConfig):
 
         from zoomauth import presence
 
-        from . import waiting
+        from . import handoff, waiting
 
+        presence.user_left.connect(handoff.on_user_left, dispatch_uid="bots-user-left")
         presence.user_joined.connect(waiting.on_user_joined, dispatch_uid="bots-user-joined")
         presence.meeting_ended.connect(waiting.on_meeting_ended, dispatch_uid="bots-meeting-ended")
 

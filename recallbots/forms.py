@@ -1,3 +1,5 @@
+import re
+
 from django import forms
 
 from zoomauth.models import ZoomConnection
@@ -5,9 +7,58 @@ from zoomauth.models import ZoomConnection
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot
 from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
+from .serializers import LaunchBotSerializer
 
 
-class LaunchForm(forms.Form):
+def _messages(errors) -> list[str]:
+    if isinstance(errors, dict):  # a list field's errors by position
+        return [message for value in errors.values() for message in _messages(value)]
+    if isinstance(errors, list | tuple):
+        return [message for value in errors for message in _messages(value)]
+    return [str(errors)]
+
+
+class CheckedByTheApi:
+    """A launch form whose rules are the API's: once its own fields parse, the body the API would
+    get goes through LaunchBotSerializer for `launcher`, and its errors land on the same fields
+    (or the form, for a field it does not show); its validated data becomes the cleaned data."""
+
+    launcher = None
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        connection = cleaned.get("connection")
+        body = {
+            "meeting_url": cleaned.get("meeting_url", ""),
+            "connection": str(connection.public_id) if connection else None,
+            "token_kinds": cleaned.get("token_kinds") or [],
+            "zak_from_service_account": bool(cleaned.get("zak_from_service_account")),
+            "bypass_waiting_room": bool(cleaned.get("bypass_waiting_room")),
+            "bot_name": cleaned.get("bot_name") or "Recall Bot",
+            "join_at": cleaned.get("join_at"),
+            "start": cleaned.get("start") or Bot.Start.NOW,
+            "wait_minutes": 30 if cleaned.get("wait_minutes") is None else cleaned["wait_minutes"],
+            "obf_candidates": [name for name in re.split(r"[\s,]+", cleaned.get("obf_candidates") or "") if name],
+            "handoff": bool(cleaned.get("handoff")),
+        }
+        serializer = LaunchBotSerializer(data=body, context={"launcher": self.launcher})
+        if not serializer.is_valid():
+            for name, errors in serializer.errors.items():
+                self.add_error(name if name in self.fields else None, _messages(errors))
+            return cleaned
+        cleaned.update(serializer.validated_data)
+        return cleaned
+
+
+OBF_CANDIDATES_HELP = (
+    "Other people whose OBF token may let the bot in (their connection ids or external user ids, comma-separated); "
+    "each must allow it on their connection."
+)
+
+
+class LaunchForm(CheckedByTheApi, forms.Form):
     meeting_url = forms.CharField(
         label="Zoom meeting link",
         max_length=2000,
@@ -37,24 +88,18 @@ class LaunchForm(forms.Form):
         label="Send the bot",
         widget=forms.RadioSelect,
     )
-    wait_minutes = forms.IntegerField(
-        min_value=1, max_value=1440, initial=30, required=False, label="Wait for you at most (minutes)"
+    # Bounds and the rules between fields are the API's (CheckedByTheApi), not repeated here.
+    wait_minutes = forms.IntegerField(initial=30, required=False, label="Wait for you at most (minutes)")
+    obf_candidates = forms.CharField(
+        required=False, max_length=2000, label="OBF candidates", help_text=OBF_CANDIDATES_HELP
     )
-
-    def clean_start(self):
-        return self.cleaned_data.get("start") or Bot.Start.NOW
-
-    def clean_wait_minutes(self):
-        return self.cleaned_data.get("wait_minutes") or 30
-
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("start") == Bot.Start.WHEN_USER_JOINS and not cleaned.get("connection"):
-            self.add_error("start", "Waiting for you needs your Zoom account: choose it above.")
-        return cleaned
+    handoff = forms.BooleanField(
+        required=False, label="Hand the bot off to a candidate still in the meeting when its OBF user leaves"
+    )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
+        self.launcher = user
         self.fields["connection"].queryset = connections_launchable_by(launcher=user).active()
         if self.fields["connection"].queryset.count() == 1:
             self.fields["connection"].initial = self.fields["connection"].queryset.first()

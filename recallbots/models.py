@@ -185,6 +185,16 @@ class Bot(models.Model):
     wait_until = models.DateTimeField(null=True, blank=True, editable=False)
     # Connections (ids, in order) whose OBF token may authorize the bot beside its own.
     obf_candidates = models.JSONField(default=list, blank=True)
+    # Hand-off: when the user whose OBF the bot carries leaves (Zoom removes the bot) and another
+    # of the launch's authorizers is still in, a successor bot is sent on their behalf.
+    handoff = models.BooleanField(default=False)
+    previous_bot = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_bot", editable=False
+    )
+    # 0 for the launch's first bot, n for its n-th successor (at most HANDOFF_MAX_SUCCESSORS).
+    handoff_generation = models.PositiveSmallIntegerField(default=0, editable=False)
+    # The claim on this bot's hand-off (a conditional UPDATE): set once, by whoever made the successor.
+    handed_off_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = BotQuerySet.as_manager()
@@ -196,6 +206,10 @@ class Bot(models.Model):
             # The expiry sweep and a join's lookup read only the waiting bots.
             models.Index(fields=["wait_until"], name="bot_waiting_deadline", condition=Q(status="waiting_for_user")),
             models.Index(fields=["meeting_id"], name="bot_waiting_meeting", condition=Q(status="waiting_for_user")),
+            # A user's leave looks up only the bots of the meeting that may still hand off.
+            models.Index(
+                fields=["meeting_id"], name="bot_may_hand_off", condition=Q(handoff=True, handed_off_at__isnull=True)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -212,8 +226,13 @@ class Bot(models.Model):
         "status",
         "sub_code",
         "fatal_hint",
+        "handoff",
     )
     FINAL_STATUSES = Status.final()
+    IN_CALL_STATUSES = (Status.IN_CALL_NOT_RECORDING, Status.IN_CALL_RECORDING)
+    # Recall's call_ended sub_code when Zoom removed an OBF bot because its user left.
+    REMOVED_WITH_ITS_USER = "authorized_user_left_meeting"
+    HANDOFF_MAX_SUCCESSORS = 3
     # Recall's token GETs carry no bot id: a fetch belongs to a bot when it is for the bot's
     # connection, of a kind the bot was given, for its meeting, within its life (with this slack).
     FETCH_SLACK = timedelta(seconds=5)
@@ -298,6 +317,30 @@ class Bot(models.Model):
                 status=Bot.Status.QUEUED, launch_next_attempt_at=None
             )
         )
+
+    def claim_handoff(self, *, at) -> bool:
+        """Take this bot's one hand-off (a conditional UPDATE: of concurrent callers one wins)."""
+        claimed = Bot.objects.filter(pk=self.pk, handed_off_at__isnull=True).update(handed_off_at=at)
+        if claimed:
+            self.handed_off_at = at
+        return bool(claimed)
+
+    def was_removed_with_its_user(self) -> bool:
+        """In the call now, or its call ended because its OBF user left (and not otherwise)."""
+        if self.status in self.IN_CALL_STATUSES:
+            return True
+        ended = self.status_changes.filter(code=Bot.Status.CALL_ENDED).order_by("-occurred_at").first()
+        return ended is not None and ended.sub_code == self.REMOVED_WITH_ITS_USER
+
+    def obf_minted_for(self):
+        """The connection (id) whose OBF token the bot last fetched, and when (None, None)."""
+        fetch = (
+            CallbackLog.objects.filter(grant__holder=self.callback_holder, kind=CallbackLog.Kind.OBF, status_code=200)
+            .order_by("-created_at")
+            .values_list("connection_id", "created_at")
+            .first()
+        )
+        return fetch or (None, None)
 
     @property
     def callback_holder(self) -> str:

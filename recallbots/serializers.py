@@ -50,6 +50,10 @@ class BotSerializer(serializers.ModelSerializer):
     duplicates = serializers.SerializerMethodField(
         help_text="Other Recall bots created for this launch (an ambiguous create that Recall did twice)."
     )
+    previous_bot = serializers.UUIDField(
+        source="previous_bot.public_id", read_only=True, allow_null=True, help_text="The bot this one took over from."
+    )
+    next_bot = serializers.SerializerMethodField(help_text="The successor that took over from this bot (hand-off).")
 
     class Meta:
         model = Bot
@@ -67,8 +71,15 @@ class BotSerializer(serializers.ModelSerializer):
             "presence",
             "wait_until",
             "obf_candidates",
+            "previous_bot",
+            "next_bot",
             "created_at",
         )
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
+    def get_next_bot(self, obj) -> str | None:
+        successor = Bot.objects.filter(previous_bot=obj).values_list("public_id", flat=True).first()
+        return str(successor) if successor else None
 
     @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
     def get_obf_candidates(self, obj) -> list[str]:
@@ -128,9 +139,16 @@ class LaunchBotSerializer(serializers.Serializer):
     wait_minutes = serializers.IntegerField(
         min_value=1, max_value=1440, default=30, help_text="With when_user_joins: how long to wait for the user."
     )
+    handoff = serializers.BooleanField(
+        default=False,
+        help_text="OBF with candidates: when the user whose OBF the bot carries leaves (Zoom removes the bot) and "
+        "another of [this user, the candidates] is still in, a successor bot is sent on their behalf (at most 3).",
+    )
 
     def _visible(self):
-        return connections_launchable_by(launcher=self.context["request"].user)
+        """The launch rule for whoever launches: the API's caller, or a form's signed-in person."""
+        launcher = self.context["launcher"] if "launcher" in self.context else self.context["request"].user
+        return connections_launchable_by(launcher=launcher)
 
     def validate_connection(self, value):
         if value is None:
@@ -190,4 +208,11 @@ class LaunchBotSerializer(serializers.Serializer):
                 )
             if attrs.get("join_at"):
                 raise serializers.ValidationError({"start": "when_user_joins starts when the user joins: no join_at."})
+        if attrs.get("handoff"):
+            if Bot.TokenKind.OBF not in attrs.get("token_kinds", ()):
+                raise serializers.ValidationError({"handoff": "Hand-off is for OBF bots: add obf to token_kinds."})
+            if not attrs["obf_candidates"]:
+                raise serializers.ValidationError(
+                    {"handoff": "Hand-off needs someone to hand the bot to: name obf_candidates."}
+                )
         return attrs

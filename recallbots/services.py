@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -405,6 +406,7 @@ class LaunchRequest:
     start: str = Bot.Start.NOW
     wait_minutes: int = 30
     obf_candidates: tuple[ZoomConnection, ...] = ()
+    handoff: bool = False
 
     @classmethod
     def from_cleaned(cls, *, user, data: Mapping) -> "LaunchRequest":
@@ -503,6 +505,7 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
             start=request.start,
             presence=presence,
             obf_candidates=[candidate.pk for candidate in request.obf_candidates],
+            handoff=request.handoff,
         )
         payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id, holder=bot.callback_holder)
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
@@ -548,6 +551,8 @@ def _launch_failed(bot: Bot, exc: Exception) -> None:
     bot.queued_payload = ""
     bot.save(update_fields=["status", "last_error", "queued_payload"])
     callback_grants_end(holder=bot.callback_holder)  # no bot: its URLs end now
+    if bot.previous_bot_id:  # a hand-off's successor: no API answer tells the backend, the event does
+        bot_status_event(bot=bot, code=Bot.Status.LAUNCH_FAILED, sub_code=None, when=timezone.now())
 
 
 def _launched(bot: Bot, body: dict) -> Bot:
@@ -737,7 +742,15 @@ def bot_record_status(
         if bot.is_final:  # its URLs work a little longer (a late fetch), then never again
             callback_grants_end(holder=bot.callback_holder, grace=settings.BOT_URL_GRACE)
         bot_status_event(bot=bot, code=code[:50], sub_code=sub_code, when=when)
+        if bot.handoff and code == Bot.Status.CALL_ENDED and sub_code == Bot.REMOVED_WITH_ITS_USER:
+            # Zoom removed it because its OBF user left: hand off (if presence agrees, see handoff.py).
+            transaction.on_commit(partial(enqueue_safely, "recallbots.tasks.bot_hand_off", bot.pk))
     return True
+
+
+def _next_bot(bot: Bot) -> str | None:
+    successor = Bot.objects.filter(previous_bot=bot).values_list("public_id", flat=True).first()
+    return str(successor) if successor else None
 
 
 def bot_status_event(*, bot: Bot, code: str, sub_code: str | None, when: datetime) -> None:
@@ -753,6 +766,8 @@ def bot_status_event(*, bot: Bot, code: str, sub_code: str | None, when: datetim
                 "connection": str(bot.connection.public_id) if bot.connection_id else None,
                 "status": bot.status,
                 "sub_code": bot.sub_code,
+                "previous_bot": str(bot.previous_bot.public_id) if bot.previous_bot_id else None,
+                "next_bot": _next_bot(bot),
             },
             "status": {"code": code, "sub_code": sub_code or None, "occurred_at": when.isoformat()},
         },

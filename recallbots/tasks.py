@@ -6,7 +6,7 @@ from brokerproject.celery import enqueue_safely
 from brokerproject.retry import backoff
 from zoomauth.models import ZoomConnection
 
-from . import recall, services, waiting
+from . import handoff, recall, services, waiting
 from .models import RecallOAuthApp
 
 logger = logging.getLogger(__name__)
@@ -82,3 +82,17 @@ def bot_wait_expire(bot_id: int) -> None:
 @shared_task(ignore_result=True)
 def bots_waiting_expired() -> int:
     return waiting.bots_waited_out()
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def bot_hand_off(bot_id: int) -> None:
+    """Its OBF user left: send the successor, if one is due (claimed: redeliveries do no harm)."""
+    handoff.bot_hand_off(bot_id=bot_id)
+
+
+@shared_task(ignore_result=True)
+def bots_hand_off_due() -> int:
+    due = handoff.bots_hand_off_due()
+    for bot_id in due:
+        enqueue_safely("recallbots.tasks.bot_hand_off", bot_id)
+    return len(due)

@@ -148,6 +148,19 @@ def connections_present(*, meeting_id: str, connection_ids: list[int]) -> list[i
     return [pk for pk in connection_ids if pk in present]
 
 
+def meeting_has_ended(*, app_id: int, meeting_id: str) -> bool:
+    """Zoom said meeting.ended for it, and it has not started again since."""
+    activity = MeetingActivity.objects.filter(app_id=app_id, meeting_id=meeting_id).first()
+    return activity is not None and activity.ended_at is not None and not activity.is_running
+
+
+def connection_left_since(*, app_id: int, meeting_id: str, connection_id: int, since: datetime) -> bool:
+    """Has this user left the meeting after `since` (whether or not they are back)?"""
+    return MeetingPresence.objects.filter(
+        meeting__app_id=app_id, meeting__meeting_id=meeting_id, connection_id=connection_id, left_at__gt=since
+    ).exists()
+
+
 def meeting_activity_prune(*, now: datetime | None = None) -> int:
     deleted, _ = MeetingActivity.objects.stale(now=now).delete()
     return deleted
