@@ -33,7 +33,7 @@ def record(worker_pid: int, path: str, output: Path, fmt: str) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    load = threading.Thread(target=stack.wrk, args=(path,), kwargs={"duration": f"{SECONDS + 2}s"})
+    load = threading.Thread(target=stack.wrk, args=(path,), kwargs={"duration": f"{SECONDS + 2}s", "fresh": True})
     load.start()
     _, err = spy.communicate()
     load.join()
@@ -92,7 +92,7 @@ def main() -> None:
             ("obf", conn.callback_url("obf", meeting_id=stack.MEETING)),
         ):
             path = stack.path_of(url)
-            stack.wrk(path, duration="3s")  # warm
+            stack.wrk(path, duration="3s", fresh=True)  # warm
             svg = ROOT / "bench" / f"flamegraph-{kind}.svg"
             raw = Path(os.environ.get("TMPDIR", "/tmp")) / f"broker-profile-{kind}.txt"
             record(worker, path, svg, "flamegraph")

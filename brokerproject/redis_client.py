@@ -38,13 +38,35 @@ def shared_redis() -> redis.Redis | None:
     )
 
 
-@cache
+_per_thread = threading.local()
+_generation = 0  # forget_clients() makes every thread build its client anew
+
+
 def quick_redis() -> redis.Redis | None:
     """For single commands on the hot path (throttle counters): a Redis that does not answer
-    within half a second counts as away."""
+    within half a second counts as away.
+
+    One client per thread, each on a connection of its own (`single_connection_client`): a shared
+    pool's checkout and return (a lock, a pid check, a poll of the socket) was half of redis-py's
+    work per throttle call in a profile of fresh-connection callbacks (bench/profile.py). A web
+    process holds one connection per thread that has counted (WEB_THREADS at most). Making one
+    connects at once: a Redis that is away raises redis.RedisError here, as a command would."""
     if not settings.REDIS_URL:
         return None
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.5)
+    held = getattr(_per_thread, "client", None)
+    if held is None or held[0] != (settings.REDIS_URL, _generation):
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.5, single_connection_client=True
+        )
+        held = _per_thread.client = ((settings.REDIS_URL, _generation), client)
+    return held[1]
+
+
+def forget_clients() -> None:
+    """Tests that point REDIS_URL elsewhere: every client is made again from the settings."""
+    global _generation
+    shared_redis.cache_clear()
+    _generation += 1
 
 
 def redis_available() -> bool:

@@ -84,8 +84,7 @@ def _forget_process_state() -> None:
     from brokerproject import throttling
     from zoomauth import singleflight
 
-    redis_client.shared_redis.cache_clear()
-    redis_client.quick_redis.cache_clear()
+    redis_client.forget_clients()
     redis_client._down_until = 0.0
     throttling._process_counts.counters.clear()
     singleflight._local.values.clear()
