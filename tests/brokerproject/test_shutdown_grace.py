@@ -31,7 +31,8 @@ def seconds(value: str) -> float:
 
 def test_gunicorn_waits_for_a_refresh_under_way():
     assert gunicorn_graceful_timeout() == refresh_budget() == 75
-    assert gunicorn_graceful_timeout(ZOOM_REFRESH_TIMEOUT="90", ZOOM_REFRESH_LEASE_MARGIN_SECONDS="10") == 100
+    assert gunicorn_graceful_timeout(ZOOM_REFRESH_TIMEOUT="90", ZOOM_REFRESH_LEASE_MARGIN_SECONDS="10.5") == 101
+    assert isinstance(gunicorn_graceful_timeout(), int)  # gunicorn refuses anything else
 
 
 def test_celerys_soft_shutdown_gives_a_refresh_its_deadline_and_margin():
