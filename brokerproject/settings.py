@@ -241,6 +241,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A warm shutdown (SIGTERM) waits for running tasks; a cold one (SIGQUIT, a second Ctrl-C) first
+# gives them this long (Celery's soft shutdown), so a refresh under way still finishes and stores.
+# Set below, once ZOOM_REFRESH_TIMEOUT is read. compose's stop_grace_period must be longer.
 # Queues by job, each with workers of its own (docker compose, scripts/run-dev): a slow Zoom holds
 # only the refresh workers, a throttling Recall only the recall workers, a dead customer endpoint
 # only the customer-events workers. Zoom's events are forwarded on their own queue whatever the
@@ -312,8 +315,12 @@ ZOOM_OAUTH_BASE_URL = env.str("ZOOM_OAUTH_BASE_URL", default="https://zoom.us").
 ZOOM_API_BASE_URL = env.str("ZOOM_API_BASE_URL", default="https://api.zoom.us/v2").rstrip("/")
 ZOOM_HTTP_TIMEOUT = env.float("ZOOM_HTTP_TIMEOUT", default=3.0)
 # A refresh (POST /oauth/token) is never cut short by a caller's budget: Zoom rotates the refresh
-# token as it answers, so one given up early may have spent the only refresh token there is.
-ZOOM_REFRESH_TIMEOUT = env.float("ZOOM_REFRESH_TIMEOUT", default=30.0)
+# token as it answers, so one given up early may have spent the only refresh token there is. The
+# timeout is one total deadline for the whole request (name resolution, connect, TLS, every read,
+# the body), and the refresh lease outlasts it by the margin (time to store Zoom's answer).
+ZOOM_REFRESH_TIMEOUT = env.float("ZOOM_REFRESH_TIMEOUT", default=60.0)
+ZOOM_REFRESH_LEASE_MARGIN_SECONDS = env.float("ZOOM_REFRESH_LEASE_MARGIN_SECONDS", default=15.0)
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = ZOOM_REFRESH_TIMEOUT + ZOOM_REFRESH_LEASE_MARGIN_SECONDS
 
 RECALL_REGIONS = {
     "us-west-2": "https://us-west-2.recall.ai",

@@ -1,4 +1,5 @@
 # gunicorn settings. Its access log goes through the same secret-masking filter as Django's.
+import math
 import os
 import shutil
 import tempfile
@@ -29,7 +30,14 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 threads = int(os.environ.get("WEB_THREADS", "32"))
 worker_class = "gthread"
 timeout = 30
-graceful_timeout = 20
+# A worker told to stop (a deploy, a restart) first lets a token refresh under way finish and
+# store Zoom's answer (Zoom rotates the refresh token as it answers, so a refresh cut short can
+# cost the user their grant): the refresh's own deadline plus the lease margin, as in settings.
+# compose's stop_grace_period (docker-compose.yml) is longer still.
+graceful_timeout = math.ceil(
+    float(os.environ.get("ZOOM_REFRESH_TIMEOUT", "60"))
+    + float(os.environ.get("ZOOM_REFRESH_LEASE_MARGIN_SECONDS", "15"))
+)  # gunicorn wants whole seconds
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")  # the proxy's: X-Forwarded-*
 accesslog = "-"
 logger_class = "brokerproject.gunicorn_logging.BrokerLogger"  # token callbacks log one line, their own

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
 
@@ -85,6 +86,30 @@ class ZoomConnectionQuerySet(models.QuerySet):
             .exclude(refresh_not_before__gt=now)
         )
 
+    # The refresh lease: one refresh per connection at a time, across processes and hosts. Taken
+    # and aged by the database's clock (a host whose clock runs ahead cannot see a live lease as
+    # expired), and fenced by the holder's id: only the holder may store Zoom's answer or clear it.
+    def take_refresh_lease(
+        self, *, connection_id: int, token_generation: int, holder: uuid.UUID, seconds: float
+    ) -> bool:
+        free = Q(refresh_started_at__isnull=True) | Q(refresh_started_at__lt=Now() - timedelta(seconds=seconds))
+        return bool(
+            self.filter(pk=connection_id, token_generation=token_generation, status=ZoomConnection.Status.ACTIVE)
+            .filter(free)
+            .update(refresh_started_at=Now(), refresh_lease_holder=holder)
+        )
+
+    def release_refresh_lease(
+        self, *, connection_id: int, holder: uuid.UUID, failure: str = "", not_before: datetime | None = None
+    ) -> bool:
+        """Clear the lease if it is still `holder`'s; a lease taken over by another is left alone."""
+        changes: dict = {"refresh_started_at": None, "refresh_lease_holder": None, "updated_at": timezone.now()}
+        if failure:
+            changes.update(consecutive_failures=F("consecutive_failures") + 1, last_error=failure[:300])
+        if not_before is not None:
+            changes["refresh_not_before"] = not_before
+        return bool(self.filter(pk=connection_id, refresh_lease_holder=holder).update(**changes))
+
 
 class ZoomConnection(models.Model):
     """One Zoom user's grant to one Zoom app, held for one of the customer's users."""
@@ -132,6 +157,8 @@ class ZoomConnection(models.Model):
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
     # A refresh in flight (a lease, not a row lock: Zoom may take ZOOM_REFRESH_TIMEOUT to answer).
     refresh_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Who holds that lease (a fence): a holder whose lease expired and was taken stores nothing.
+    refresh_lease_holder = models.UUIDField(null=True, blank=True, editable=False)
     # Zoom asked for a pause (429 + Retry-After) on this connection's refreshes.
     refresh_not_before = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0)
@@ -193,6 +220,7 @@ class ZoomConnection(models.Model):
         self.status = self.Status.ACTIVE
         self.revoked_at = None
         self.refresh_started_at = None
+        self.refresh_lease_holder = None
         self.refresh_not_before = None
         self.needs_reconnect_since = None
 

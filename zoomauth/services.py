@@ -5,6 +5,7 @@ import os
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections as db_connections
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from encrypted_model_fields.fields import decrypt_str, encrypt_str
 
@@ -277,6 +278,7 @@ def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = 
         connection.is_service_account = False
         connection.last_error = reason[:300]
         connection.refresh_started_at = None
+        connection.refresh_lease_holder = None
         _end_connection_secrets(connection)  # a URL someone leaked must not work after a reconnect
         connection.save()
         token_sources.connection_disconnected.send(sender=ZoomConnection, connection_id=connection.pk)
@@ -424,21 +426,29 @@ def _end_connection_secrets(connection: ZoomConnection) -> None:
 # --- fresh tokens ----------------------------------------------------------------------------
 
 
-def _recover_from_invalid_grant(*, connection_id: int, sent_generation: int, min_validity: timedelta) -> FreshToken:
+def _recover_from_invalid_grant(
+    *, connection_id: int, sent_generation: int, min_validity: timedelta, holder: uuid.UUID
+) -> FreshToken:
     """Zoom said invalid_grant. If someone else rotated the tokens meanwhile, it was a lost race:
-    use the winner's tokens. If not, the grant is dead and the user must reconnect."""
+    use the winner's tokens. If not, and the lease is still ours, the grant is dead and the user
+    must reconnect. A holder whose lease was taken over marks nothing: the new holder's answer
+    (it may hold the live tokens) decides."""
     connection = ZoomConnection.objects.get(pk=connection_id)
     if connection.token_generation != sent_generation:
+        ZoomConnection.objects.release_refresh_lease(connection_id=connection_id, holder=holder)
         if connection.is_usable and not connection.expires_within(min_validity):
             logger.info("refresh race lost; using the winner's token", extra={"connection": connection.public_id})
             return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
         raise ConnectionUnusable("The connection changed while refreshing; try again.", status=connection.status)
     with transaction.atomic():
-        marked = ZoomConnection.objects.filter(pk=connection_id, token_generation=sent_generation).update(
+        marked = ZoomConnection.objects.filter(
+            pk=connection_id, token_generation=sent_generation, refresh_lease_holder=holder
+        ).update(
             status=ZoomConnection.Status.NEEDS_RECONNECT,
             consecutive_failures=F("consecutive_failures") + 1,
             last_error="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
             refresh_started_at=None,
+            refresh_lease_holder=None,
             needs_reconnect_since=timezone.now(),
             updated_at=timezone.now(),
         )
@@ -446,8 +456,12 @@ def _recover_from_invalid_grant(*, connection_id: int, sent_generation: int, min
             # In the same transaction: what the receivers record (the customer's event) commits
             # with the state change or not at all.
             token_sources.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
-    if marked:
-        logger.warning("zoom grant is dead; connection needs reconnect", extra={"connection": connection.public_id})
+    if not marked:
+        logger.warning(
+            "refresh outlived its lease; invalid_grant left to the new holder", extra={"connection_id": connection_id}
+        )
+        raise RefreshLeaseLost("This refresh outlived its lease; another refresh of the connection decides.")
+    logger.warning("zoom grant is dead; connection needs reconnect", extra={"connection": connection.public_id})
     raise ConnectionUnusable("The Zoom connection must be reconnected.", status=ZoomConnection.Status.NEEDS_RECONNECT)
 
 
@@ -456,10 +470,16 @@ class RefreshPending(zoom.ZoomRetryableError):
     caller's wait is over. The refresh itself goes on to its end and stores what Zoom answers."""
 
 
-# How long a refresh lease holds: the refresh's own timeout plus time to store the answer. A
-# process killed mid-refresh blocks the next refresh of that connection for at most this long.
+class RefreshLeaseLost(zoom.ZoomRetryableError):
+    """This refresh's lease was taken by another holder before its answer could be stored: the
+    answer is not stored and the lease is not touched (only the holder may store or release)."""
+
+
+# How long a refresh lease holds: the refresh's own deadline (ZOOM_REFRESH_TIMEOUT, one total
+# deadline for the whole request, enforced by zoom.refresh_tokens) plus the margin to store its
+# answer. A process killed mid-refresh blocks the next refresh of that connection this long.
 def _lease_seconds() -> float:
-    return settings.ZOOM_REFRESH_TIMEOUT + 15.0
+    return settings.ZOOM_REFRESH_TIMEOUT + settings.ZOOM_REFRESH_LEASE_MARGIN_SECONDS
 
 
 REFRESH_POLL_SECONDS = 0.1
@@ -469,8 +489,9 @@ class _Refreshes:
     """Refreshes detached from the callers that asked for them: a callback waits up to its budget
     for the result, the refresh runs on in a thread of this process until Zoom answers (or
     ZOOM_REFRESH_TIMEOUT passes). Callers in this process asking for the same connection share
-    one future. Its threads are joined when the process exits, so a graceful restart of the web
-    server waits for a refresh in flight instead of abandoning it."""
+    one future. Its threads are joined when the process exits: a web server told to stop waits for
+    a refresh in flight for up to gunicorn's graceful_timeout (docker/gunicorn.conf.py: the
+    refresh timeout plus the lease margin), and compose's stop_grace_period is longer still."""
 
     def __init__(self, max_workers: int = 32):
         self.max_workers = max_workers
@@ -560,13 +581,16 @@ def _refresh(
 ) -> FreshToken:
     """Refresh under the connection's lease, or wait for the holder of the lease to finish.
 
-    The lease is a conditional UPDATE of `refresh_started_at`, not a row lock: Zoom may take up to
+    The lease is a conditional UPDATE of `refresh_started_at` by the database's clock, with this
+    attempt's id in `refresh_lease_holder`; not a row lock: Zoom may take up to
     ZOOM_REFRESH_TIMEOUT, and no transaction stays open while it does. The refresh token sent is
     the one of the generation the lease was taken on; the answer is stored only on that
-    generation, so a disconnect or reconnect meanwhile is never overwritten.
+    generation and only while the lease is still this attempt's, so a disconnect or reconnect
+    meanwhile is never overwritten and a lease taken over is never trampled.
     """
     deadline = time.monotonic() + _lease_seconds() + 5
     first_generation = None
+    holder = uuid.uuid4()
     while True:
         connection = ZoomConnection.objects.select_related("app").get(pk=connection_id)
         if not connection.is_usable:
@@ -584,68 +608,75 @@ def _refresh(
             raise zoom.ZoomRetryableError(
                 "Zoom asked the broker to wait before refreshing again.", status=429, retry_after=wait
             )
-        if _take_lease(connection, now=now):
+        if ZoomConnection.objects.take_refresh_lease(
+            connection_id=connection.pk,
+            token_generation=connection.token_generation,
+            holder=holder,
+            seconds=_lease_seconds(),
+        ):
+            leased_at = time.monotonic()
             break
         if time.monotonic() > deadline:
             raise zoom.ZoomRetryableError("Another refresh of this connection is still running.", retry_after=5)
         hand_back_connection()
         time.sleep(REFRESH_POLL_SECONDS)
-    return _refresh_holding_lease(connection)
+    return _refresh_holding_lease(connection, holder=holder, leased_at=leased_at)
 
 
-def _take_lease(connection: ZoomConnection, *, now: datetime) -> bool:
-    lease_over = now - timedelta(seconds=_lease_seconds())
-    return bool(
-        ZoomConnection.objects.filter(
-            pk=connection.pk, token_generation=connection.token_generation, status=ZoomConnection.Status.ACTIVE
-        )
-        .filter(Q(refresh_started_at__isnull=True) | Q(refresh_started_at__lt=lease_over))
-        .update(refresh_started_at=now)
-    )
-
-
-def _release_lease(connection_id: int, *, failure: str = "", not_before: datetime | None = None) -> None:
-    changes: dict = {"refresh_started_at": None, "updated_at": timezone.now()}
-    if failure:
-        changes.update(consecutive_failures=F("consecutive_failures") + 1, last_error=failure[:300])
-    if not_before is not None:
-        changes["refresh_not_before"] = not_before
-    ZoomConnection.objects.filter(pk=connection_id).update(**changes)
-
-
-def _refresh_holding_lease(connection: ZoomConnection) -> FreshToken:
+def _refresh_holding_lease(connection: ZoomConnection, *, holder: uuid.UUID, leased_at: float) -> FreshToken:
     sent_generation = connection.token_generation
     hand_back_connection()  # Zoom may take up to ZOOM_REFRESH_TIMEOUT
+    # The deadline counts from the lease, so the answer always arrives inside the lease's margin.
+    remaining = settings.ZOOM_REFRESH_TIMEOUT - (time.monotonic() - leased_at)
     try:
         tokens = zoom.refresh_tokens(
             client_id=connection.app.client_id,
             client_secret=connection.app.client_secret,
             refresh_token=connection.refresh_token,
-            timeout=settings.ZOOM_REFRESH_TIMEOUT,
+            timeout=max(remaining, 1.0),
         )
     except zoom.ZoomInvalidGrantError:
         metrics.REFRESHES.labels("invalid_grant").inc()
-        _release_lease(connection.pk)
         return _recover_from_invalid_grant(
-            connection_id=connection.pk, sent_generation=sent_generation, min_validity=timedelta(0)
+            connection_id=connection.pk, sent_generation=sent_generation, min_validity=timedelta(0), holder=holder
         )
     except zoom.ZoomError as exc:
         # Also when Zoom's answer was lost (a timeout, a dropped connection): Zoom may have
         # rotated the refresh token. The next attempt sends it again, once this request can no
-        # longer succeed; if Zoom did rotate, that attempt's invalid_grant marks the connection
-        # needs_reconnect (and tells the customer), which is the truth of it.
+        # longer succeed (the client's deadline has closed it); if Zoom did rotate, that attempt's
+        # invalid_grant marks the connection needs_reconnect (and tells the customer), which is
+        # the truth of it.
         metrics.REFRESHES.labels("error").inc()
         retry_after = getattr(exc, "retry_after", None)
         not_before = timezone.now() + timedelta(seconds=retry_after) if exc.status == 429 and retry_after else None
-        _release_lease(connection.pk, failure=str(exc), not_before=not_before)
+        ZoomConnection.objects.release_refresh_lease(
+            connection_id=connection.pk, holder=holder, failure=str(exc), not_before=not_before
+        )
         raise
+    stored = connection_store_refreshed_tokens(
+        connection_id=connection.pk, holder=holder, sent_generation=sent_generation, tokens=tokens
+    )
+    metrics.REFRESHES.labels("ok").inc()
+    logger.info("zoom token refreshed", extra={"connection": stored.public_id})
+    return FreshToken(stored.access_token, stored.access_token_expires_at, zoom_calls=1)
+
+
+def connection_store_refreshed_tokens(
+    *, connection_id: int, holder: uuid.UUID, sent_generation: int, tokens: zoom.TokenSet
+) -> ZoomConnection:
+    """Store Zoom's refreshed tokens, only on the generation they were sent for and only while the
+    lease is still `holder`'s (the fence)."""
     try:
         with transaction.atomic():
-            stored = ZoomConnection.objects.select_for_update().get(pk=connection.pk)
+            stored = ZoomConnection.objects.select_for_update().get(pk=connection_id)
+            if stored.refresh_lease_holder != holder:
+                logger.warning("refresh outlived its lease: answer not stored", extra={"connection": stored.public_id})
+                raise RefreshLeaseLost("This refresh outlived its lease; its answer was not stored.")
             if stored.token_generation != sent_generation or not stored.is_usable:
                 # Disconnected or reconnected while Zoom answered: that grant is no longer ours.
                 stored.refresh_started_at = None
-                stored.save(update_fields=["refresh_started_at", "updated_at"])
+                stored.refresh_lease_holder = None
+                stored.save(update_fields=["refresh_started_at", "refresh_lease_holder", "updated_at"])
                 raise ConnectionUnusable("The connection changed while refreshing.", status=stored.status)
             stored.store_tokens(
                 access_token=tokens.access_token,
@@ -654,14 +685,14 @@ def _refresh_holding_lease(connection: ZoomConnection) -> FreshToken:
                 scope=tokens.scope,
             )
             stored.save()
-    except ConnectionUnusable:
+    except (ConnectionUnusable, RefreshLeaseLost):
         raise
     except Exception:
-        _release_lease(connection.pk, failure="Storing Zoom's refreshed tokens failed.")
+        ZoomConnection.objects.release_refresh_lease(
+            connection_id=connection_id, holder=holder, failure="Storing Zoom's refreshed tokens failed."
+        )
         raise
-    metrics.REFRESHES.labels("ok").inc()
-    logger.info("zoom token refreshed", extra={"connection": stored.public_id})
-    return FreshToken(stored.access_token, stored.access_token_expires_at, zoom_calls=1)
+    return stored
 
 
 def connection_mark_access_token_rejected(*, connection_id: int, token_generation: int) -> bool:

@@ -58,7 +58,7 @@ def _release(ids: list[int]) -> None:
 
 
 # A refresh task is never stopped by a time limit while Zoom may still answer its refresh: it may
-# first wait for another process's lease (ZOOM_REFRESH_TIMEOUT + 20 s at most), then refresh itself.
+# first wait for another process's lease (the lease, plus 5 s, at most), then refresh itself.
 def _refresh_task_limit() -> int:
     return int(3 * settings.ZOOM_REFRESH_TIMEOUT + 60)
 

@@ -46,6 +46,10 @@ class Response:
     status: int = 200
     body: bytes | str | dict | list | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # A dribbled answer: the status line and headers go out at head_at, the body at body_at
+    # (time.monotonic() values; None: at once).
+    head_at: float | None = None
+    body_at: float | None = None
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, dict | list):
@@ -57,6 +61,11 @@ class Response:
 
 def json_response(status: int, body) -> Response:
     return Response(status=status, body=body)
+
+
+def _sleep_until(moment: float | None) -> None:
+    if moment is not None:
+        time.sleep(max(0.0, moment - time.monotonic()))
 
 
 # A handler's answer that makes the server close the connection without a response: the work
@@ -101,12 +110,16 @@ class FakeServer:
                     self.close_connection = True
                     return
                 payload, content_type = response.encoded()
+                _sleep_until(response.head_at)
                 self.send_response(response.status)
                 headers = {"Content-Type": content_type, **response.headers}
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if response.body_at is not None:
+                    self.wfile.flush()
+                    _sleep_until(response.body_at)
                 self.wfile.write(payload)
 
             do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle

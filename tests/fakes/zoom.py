@@ -117,10 +117,13 @@ class FakeZoom(FakeServer):
             self.access_tokens: dict[str, dict] = {}
             self.refresh_tokens: dict[str, dict] = {}
             self.minted: dict[str, dict] = {}
+            self.sent_refresh_tokens: set[str] = set()
             self.counters: dict[str, int] = {
                 "token_exchange": 0,
                 "refresh": 0,
                 "refresh_success": 0,
+                # POST /oauth/token with a refresh token that was already sent once (ever).
+                "refresh_token_resent": 0,
                 "invalid_grant": 0,
                 "rate_limited": 0,
                 "zak": 0,
@@ -144,6 +147,10 @@ class FakeZoom(FakeServer):
                 # token minted): what a slow or flaky Zoom looks like to its client.
                 "refresh_answer_delay": 0.0,
                 "refresh_drop_next": 0,
+                # A dribbled refresh answer: rotated on receipt, the status line and headers sent
+                # this many seconds after receipt, the body this many (0: at once).
+                "refresh_status_at": 0.0,
+                "refresh_body_at": 0.0,
                 "mint_answer_delay": 0.0,
             }
             self.rate_window: dict[str, list[float]] = {}
@@ -316,6 +323,7 @@ class FakeZoom(FakeServer):
         if grant_type == "authorization_code":
             return self._exchange(app, form)
         if grant_type == "refresh_token":
+            received = time.monotonic()
             delay = self.config["refresh_delay"]
             if delay:
                 time.sleep(delay)
@@ -326,7 +334,13 @@ class FakeZoom(FakeServer):
                     self.config["refresh_drop_next"] -= 1
             if late:
                 time.sleep(late)
-            return DROP if drop else answer
+            if drop:
+                return DROP
+            status_at, body_at = self.config["refresh_status_at"], self.config["refresh_body_at"]
+            if status_at or body_at:
+                answer.head_at = received + status_at
+                answer.body_at = received + max(body_at, status_at)
+            return answer
         return grant_error("Unsupported grant type", "unsupported_grant_type")
 
     def _exchange(self, app: dict, form: dict) -> Response:
@@ -356,6 +370,9 @@ class FakeZoom(FakeServer):
         self._count("refresh")
         with self.lock:
             token = form.get("refresh_token", "")
+            if token in self.sent_refresh_tokens:
+                self.counters["refresh_token_resent"] += 1
+            self.sent_refresh_tokens.add(token)
             entry = self.refresh_tokens.pop(token, None)  # single use: dies on first use
             if (
                 entry is None

@@ -1,5 +1,6 @@
 """Race-free refresh on PostgreSQL, against the fake Zoom over real HTTP."""
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -87,7 +88,10 @@ def test_invalid_grant_after_a_lost_race_uses_the_winners_tokens(connection, fak
     connection.store_tokens(access_token="winner-token", refresh_token="winner-rt", expires_in=3599, scope="")
     connection.save()
     fresh = _recover_from_invalid_grant(
-        connection_id=connection.pk, sent_generation=sent_generation, min_validity=timedelta(minutes=5)
+        connection_id=connection.pk,
+        sent_generation=sent_generation,
+        min_validity=timedelta(minutes=5),
+        holder=uuid.uuid4(),
     )
     assert fresh.token == "winner-token"
     connection.refresh_from_db()
