@@ -370,3 +370,27 @@ def test_the_launch_page_takes_handoff_with_the_apis_rules(client, connection, b
     assert client.post("/launch/", {**form, "obf_candidates": str(bob.public_id)}).status_code == 302
     bot = Bot.objects.get()
     assert (bot.handoff, bot.obf_candidates, bot.status) == (True, [bob.pk], "waiting_for_user")
+
+
+def test_a_leave_in_a_later_instance_of_the_meeting_does_not_revive_an_old_bots_hand_off(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall
+):
+    """A PMI or a recurring meeting keeps its number: the bot removed when Alice left, with no one
+    else in, is over; her leave in the next instance of the meeting is not its hand-off."""
+    first = launch_in_call(api_client, connection, alice_api)
+    fake_zoom.leave(MEETING, "zu_bob")
+    fake_zoom.leave(MEETING, "zu_alice")  # Zoom removes the bot; no one else of the launch is in
+    worker_turn()
+    wait_for_status(first, "done")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists()
+    fake_zoom.end_meeting(MEETING)
+    worker_turn()
+
+    fake_zoom.start_meeting(MEETING)  # the next instance, the same number
+    fake_zoom.join(MEETING, "zu_bob")
+    fake_zoom.join(MEETING, "zu_alice")
+    worker_turn()
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists() and len(fake_recall.bots) == 1
