@@ -195,6 +195,9 @@ class Bot(models.Model):
     handoff_generation = models.PositiveSmallIntegerField(default=0, editable=False)
     # The claim on this bot's hand-off (a conditional UPDATE): set once, by whoever made the successor.
     handed_off_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The launch's Idempotency-Key (a hash of the API user and the key): the database, not only the
+    # cache, says that this key launched this bot, so that no repeat ever launches a second one.
+    idempotency_key = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = BotQuerySet.as_manager()

@@ -51,6 +51,14 @@ class LaunchForbidden(LaunchError):
     """The launch asks for tokens from a grant the launcher may not use (403)."""
 
 
+class LaunchRepeated(LaunchError):
+    """The launch's Idempotency-Key launched `bot` already (a repeat that raced the first)."""
+
+    def __init__(self, bot):
+        super().__init__("This Idempotency-Key launched a bot already.")
+        self.bot = bot
+
+
 def recall_client(*, base_url: str | None = None) -> recall.RecallClient:
     return recall.RecallClient(base_url=base_url)
 
@@ -407,6 +415,7 @@ class LaunchRequest:
     wait_minutes: int = 30
     obf_candidates: tuple[ZoomConnection, ...] = ()
     handoff: bool = False
+    idempotency_key: str = ""
 
     @classmethod
     def from_cleaned(cls, *, user, data: Mapping) -> "LaunchRequest":
@@ -491,23 +500,30 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
     meeting_id = _meeting_id(link, connection)
     presence = waiting.launch_presence(request=request, meeting_id=meeting_id)
     bot_metadata = {str(k): str(v) for k, v in request.metadata.items()}
-    with transaction.atomic():  # a refused launch leaves neither a bot nor URLs behind
-        bot = Bot.objects.create(
-            user=request.user,
-            connection=connection,
-            meeting_url=link.url,
-            meeting_id=meeting_id,
-            meeting_passcode=link.passcode,
-            token_kinds=list(request.token_kinds),
-            bot_name=request.bot_name,
-            join_at=request.join_at,
-            metadata=bot_metadata,
-            start=request.start,
-            presence=presence,
-            obf_candidates=[candidate.pk for candidate in request.obf_candidates],
-            handoff=request.handoff,
-        )
-        payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id, holder=bot.callback_holder)
+    try:
+        with transaction.atomic():  # a refused launch leaves neither a bot nor URLs behind
+            bot = Bot.objects.create(
+                user=request.user,
+                connection=connection,
+                meeting_url=link.url,
+                meeting_id=meeting_id,
+                meeting_passcode=link.passcode,
+                token_kinds=list(request.token_kinds),
+                bot_name=request.bot_name,
+                join_at=request.join_at,
+                metadata=bot_metadata,
+                start=request.start,
+                presence=presence,
+                obf_candidates=[candidate.pk for candidate in request.obf_candidates],
+                handoff=request.handoff,
+                idempotency_key=request.idempotency_key or None,
+            )
+            payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id, holder=bot.callback_holder)
+    except IntegrityError:
+        made = Bot.objects.filter(idempotency_key=request.idempotency_key).first() if request.idempotency_key else None
+        if made is None:
+            raise
+        raise LaunchRepeated(made) from None
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
     if presence == Bot.Presence.VISIBLE:
         return waiting.bot_wait(bot=bot, payload=payload, wait_minutes=request.wait_minutes)
