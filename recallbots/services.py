@@ -373,7 +373,7 @@ def bot_zoom_config(
     for candidate in candidates:
         if candidate.user_id != connection.user_id and not candidate.allow_obf_for_others:
             raise LaunchForbidden(
-                f"The OBF candidate {candidate.email or candidate.zoom_user_id} has not allowed other users' bots "
+                f"The OBF candidate {candidate.public_id} has not allowed other users' bots "
                 'to carry their OBF token. They can allow it on their connection ("OBF for other users\' bots"), '
                 "or launch without them."
             )
