@@ -313,6 +313,16 @@ class Bot(models.Model):
             self.status, self.status_updated_at, self.queued_payload = status, at, ""
         return bool(ended)
 
+    def end_queued_unsent(self, *, status: str, at) -> bool:
+        """A queued launch that Recall has never been asked for (no ambiguous create) ends without
+        a bot; False if it is no longer such a launch."""
+        ended = Bot.objects.filter(
+            pk=self.pk, status=Bot.Status.QUEUED, recall_id__isnull=True, launch_ambiguous_at__isnull=True
+        ).update(status=status, status_updated_at=at, queued_payload="", launch_next_attempt_at=None)
+        if ended:
+            self.status, self.status_updated_at, self.queued_payload = status, at, ""
+        return bool(ended)
+
     def release_waiting(self) -> bool:
         """Its user is in: the launch goes to Recall (as a queued launch, claimed there)."""
         return bool(

@@ -19,6 +19,7 @@ from brokerproject.retry import backoff
 from webhooks.events import event_emit
 from webhooks.models import Event
 from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
+from zoomauth.presence import meeting_ended_since
 from zoomauth.services import (
     ConnectFlowError,
     ConnectionUnusable,
@@ -652,6 +653,8 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
     if not claimed:
         return None
     bot = Bot.objects.get(pk=bot_id)
+    if _successor_outlived_its_meeting(bot):
+        return None
     try:
         body = _create_or_find(recall.RecallClient(max_attempts=1), bot, json.loads(bot.queued_payload))
     except recall.RecallRetryableError as exc:
@@ -666,6 +669,26 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
     _launched(bot, body)
     logger.info("queued bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
     return None
+
+
+def _successor_outlived_its_meeting(bot: Bot) -> bool:
+    """A hand-off's successor still queued (Recall throttled it) when meeting.ended came: it is
+    never sent (none after the meeting ended; a PMI's next instance is not its meeting). It ends
+    `meeting_ended` with its event. Not after an ambiguous create: Recall may hold it already."""
+    if bot.previous_bot_id is None or bot.connection_id is None or bot.launch_outcome_unknown:
+        return False
+    app_id = ZoomConnection.objects.filter(pk=bot.connection_id).values_list("app_id", flat=True).first()
+    if not meeting_ended_since(app_id=app_id, meeting_id=bot.meeting_id, since=bot.created_at):
+        return False
+    now = timezone.now()
+    with transaction.atomic():
+        if not bot.end_queued_unsent(status=Bot.Status.MEETING_ENDED, at=now):
+            return False
+        BotStatusChange.objects.create(bot=bot, code=Bot.Status.MEETING_ENDED, occurred_at=now)
+        callback_grants_end(holder=bot.callback_holder)  # no bot was sent: its URLs end now
+        bot_status_event(bot=bot, code=Bot.Status.MEETING_ENDED, sub_code=None, when=now)
+    logger.info("hand-off successor not sent: the meeting ended", extra={"bot": bot.public_id})
+    return True
 
 
 def bots_queued_due(*, grace_seconds: int = 120) -> list[int]:

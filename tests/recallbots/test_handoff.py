@@ -394,3 +394,29 @@ def test_a_leave_in_a_later_instance_of_the_meeting_does_not_revive_an_old_bots_
     fake_zoom.leave(MEETING, "zu_alice")
     worker_turn()
     assert not Bot.objects.filter(previous_bot=first).exists() and len(fake_recall.bots) == 1
+
+
+def test_a_successor_still_queued_when_the_meeting_ends_is_never_sent(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall
+):
+    from recallbots.tasks import bot_create_at_recall
+
+    EventEndpoint.objects.create(url="http://127.0.0.1:9/", secret=EventEndpoint.new_secret())
+    first = launch_in_call(api_client, connection, alice_api)
+    fake_recall.configure(bot_create_fail_next=[507], retry_after="60")  # Recall's pool is empty for a minute
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    successor = Bot.objects.get(previous_bot=first)
+    assert successor.status == "queued" and len(fake_recall.bots) == 1
+    fake_zoom.end_meeting(MEETING)
+    worker_turn()
+    Bot.objects.filter(pk=successor.pk).update(launch_next_attempt_at=None)  # Recall's minute is over
+    bot_create_at_recall.run(successor.pk)
+    successor.refresh_from_db()
+    assert successor.status == "meeting_ended" and successor.recall_id is None and successor.queued_payload == ""
+    assert len(fake_recall.bots) == 1  # no bot sent into a meeting that is over
+    events = [e.data for e in Event.objects.filter(type="bot.status_changed").order_by("pk")]
+    assert [e["status"]["code"] for e in events if e["bot"]["id"] == str(successor.public_id)] == [
+        "queued",
+        "meeting_ended",
+    ]
