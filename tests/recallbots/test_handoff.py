@@ -3,6 +3,7 @@ intake over real HTTP, a worker's turn runs the queued tasks, and the fake Recal
 bot the moment its token's user leaves (as Zoom does) and reports it to the broker's webhook."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -420,3 +421,35 @@ def test_a_successor_still_queued_when_the_meeting_ends_is_never_sent(
         "queued",
         "meeting_ended",
     ]
+
+
+def test_a_successor_whose_create_is_answered_late_and_hidden_from_the_list_is_posted_once(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall, settings
+):
+    from datetime import timedelta
+
+    from recallbots.tasks import bot_create_at_recall
+
+    first = launch_in_call(api_client, connection, alice_api)
+    settings.RECALL_HTTP_TIMEOUT = 1.0
+    settings.RECALL_BOT_LIST_LAG = timedelta(seconds=20)
+    # Recall creates the successor, answers after the client gave up, lists it 4 s later, and its
+    # status webhooks do not reach the broker yet.
+    fake_recall.configure(bot_create_answer_delay=2.0, bot_list_lag_seconds=4.0, status_webhook_url="")
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    successor = Bot.objects.get(previous_bot=first)
+    assert successor.status == "queued" and successor.launch_ambiguous_at is not None
+    assert len(fake_recall.bots) == 2
+    Bot.objects.filter(pk=successor.pk).update(launch_next_attempt_at=None)
+    bot_create_at_recall.run(successor.pk)  # the list is empty and may still lag: no second POST
+    assert len(fake_recall.bots) == 2
+    deadline = time.monotonic() + 15
+    while Bot.objects.get(pk=successor.pk).recall_id is None:
+        assert time.monotonic() < deadline, "the successor was never resolved"
+        time.sleep(0.5)
+        Bot.objects.filter(pk=successor.pk).update(launch_next_attempt_at=None)
+        bot_create_at_recall.run(successor.pk)
+    successor.refresh_from_db()
+    assert successor.recall_id in fake_recall.bots and len(fake_recall.bots) == 2
+    assert fake_recall.bots[successor.recall_id]["metadata"]["broker_bot_id"] == str(successor.public_id)
