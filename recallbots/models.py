@@ -231,6 +231,8 @@ class Bot(models.Model):
         "fatal_hint",
         "handoff",
     )
+    # An Idempotency-Key names one launch for this long; after it, the same key is a new launch.
+    IDEMPOTENCY_WINDOW = timedelta(hours=24)
     FINAL_STATUSES = Status.final()
     IN_CALL_STATUSES = (Status.IN_CALL_NOT_RECORDING, Status.IN_CALL_RECORDING)
     # Recall's call_ended sub_code when Zoom removed an OBF bot because its user left.
@@ -239,6 +241,18 @@ class Bot(models.Model):
     # Recall's token GETs carry no bot id: a fetch belongs to a bot when it is for the bot's
     # connection, of a kind the bot was given, for its meeting, within its life (with this slack).
     FETCH_SLACK = timedelta(seconds=5)
+
+    @classmethod
+    def launched_with_key(cls, idempotency_key: str) -> "Bot | None":
+        """The bot an Idempotency-Key launched within IDEMPOTENCY_WINDOW, if any."""
+        since = Now() - cls.IDEMPOTENCY_WINDOW
+        return cls.objects.filter(idempotency_key=idempotency_key, created_at__gte=since).first()
+
+    @classmethod
+    def release_expired_key(cls, idempotency_key: str) -> None:
+        """A key older than IDEMPOTENCY_WINDOW is free again: its old bot lets go of it."""
+        since = Now() - cls.IDEMPOTENCY_WINDOW
+        cls.objects.filter(idempotency_key=idempotency_key, created_at__lt=since).update(idempotency_key=None)
 
     @property
     def is_final(self) -> bool:

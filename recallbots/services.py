@@ -501,6 +501,8 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
     meeting_id = _meeting_id(link, connection)
     presence = waiting.launch_presence(request=request, meeting_id=meeting_id)
     bot_metadata = {str(k): str(v) for k, v in request.metadata.items()}
+    if request.idempotency_key:
+        Bot.release_expired_key(request.idempotency_key)
     try:
         with transaction.atomic():  # a refused launch leaves neither a bot nor URLs behind
             bot = Bot.objects.create(
@@ -521,7 +523,7 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
             )
             payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id, holder=bot.callback_holder)
     except IntegrityError:
-        made = Bot.objects.filter(idempotency_key=request.idempotency_key).first() if request.idempotency_key else None
+        made = Bot.launched_with_key(request.idempotency_key) if request.idempotency_key else None
         if made is None:
             raise
         raise LaunchRepeated(made) from None

@@ -33,7 +33,7 @@ from .services import (
 
 logger = logging.getLogger(__name__)
 
-IDEMPOTENCY_SECONDS = 24 * 3600
+IDEMPOTENCY_SECONDS = int(Bot.IDEMPOTENCY_WINDOW.total_seconds())
 PENDING = "pending"
 # The marker of a request still running lives this long: longer than any request runs (gunicorn's
 # timeout is 30 s). A marker left by a crash, or by an answer that could not be stored, then
@@ -139,7 +139,7 @@ class BotListCreateView(APIView):
         cache_key = "idempotency:bots:" + key_hash
         try:
             stored = cache.get(cache_key)
-            if stored is None and (made := Bot.objects.filter(idempotency_key=key_hash).first()) is not None:
+            if stored is None and (made := Bot.launched_with_key(key_hash)) is not None:
                 return _replay_bot(made)  # launched; its answer was not stored, or Redis lost it
             # The marker goes in before the launch: a repeat that finds it never launches. The
             # bot, once stored, carries the key, which outlives the marker.

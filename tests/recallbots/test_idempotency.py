@@ -159,3 +159,22 @@ def test_a_repeat_of_a_refused_launch_whose_answer_was_lost_is_the_same_422(
     assert again.status_code == 422 and again["Idempotent-Replayed"] == "true", again.content
     assert again.json()["detail"] == first.json()["detail"]
     assert Bot.objects.count() == 1 and bot_posts(fake_recall) == 1
+
+
+def test_after_24_hours_the_same_key_is_a_new_launch(
+    api_client, backend, connection, fake_recall, cache_on_private_redis
+):
+    """A key a backend reuses for a recurring meeting (the README's `meeting-…-user-42`) names one
+    day's launch, not every launch after it."""
+    from datetime import timedelta
+
+    connection.user.external_user_id = "cust-7"
+    connection.user.save(update_fields=["external_user_id"])
+    first = launch(api_client, backend, "meeting-85012345678-user-7")
+    assert first.status_code == 201
+    Bot.objects.update(created_at=Bot.objects.get().created_at - timedelta(hours=25))  # a day has passed
+    cache_on_private_redis.flushdb()  # and the stored answer has expired
+    tomorrow = launch(api_client, backend, "meeting-85012345678-user-7")
+    assert tomorrow.status_code == 201 and "Idempotent-Replayed" not in tomorrow, tomorrow.content
+    assert tomorrow.json()["id"] != first.json()["id"] and Bot.objects.count() == 2 and len(fake_recall.bots) == 2
+    assert launch(api_client, backend, "meeting-85012345678-user-7").json()["id"] == tomorrow.json()["id"]
