@@ -9,7 +9,8 @@ Two signals say the user left: zoomauth.presence's user_left (Zoom's participant
 Recall's call_ended with sub_code authorized_user_left_meeting. Either enqueues bot_hand_off,
 which acts only when presence agrees that the user left after their token was minted (a Recall
 status that outruns Zoom's event waits for that event), the meeting has not ended since then
-(a PMI keeps its number: a later instance's leave is not this bot's), and someone
+(a PMI keeps its number: a later instance's leave is not this bot's), Recall's removal is no
+older than SWEEP_WINDOW (a later leave does not revive a bot long gone), and someone
 who may authorize the bot is in. Of any number of callers, one claims the bot's hand-off (a
 conditional UPDATE, in the transaction that stores the successor; no lock is held while Recall
 answers) and the successor then goes the queued launch's way to Recall (throttling, retries,
@@ -113,7 +114,8 @@ def bot_hand_off(*, bot_id: int) -> Bot | None:
     if bot is None or bot.connection is None or bot.handoff_generation >= Bot.HANDOFF_MAX_SUCCESSORS:
         return None
     left_id, minted_at = bot.obf_minted_for()
-    if left_id is None or not bot.was_removed_with_its_user():
+    # A removal older than beat's catch-up window is over: a later leave is not this bot's.
+    if left_id is None or not bot.was_removed_with_its_user(since=timezone.now() - SWEEP_WINDOW):
         return None
     where = {"app_id": bot.connection.app_id, "meeting_id": bot.meeting_id}
     if meeting_has_ended(**where) or not connection_left_since(**where, connection_id=left_id, since=minted_at):

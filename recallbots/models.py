@@ -352,12 +352,13 @@ class Bot(models.Model):
             self.handed_off_at = at
         return bool(claimed)
 
-    def was_removed_with_its_user(self) -> bool:
-        """In the call now, or its call ended because its OBF user left (and not otherwise)."""
+    def was_removed_with_its_user(self, *, since) -> bool:
+        """In the call now, or its call ended because its OBF user left (and not otherwise), as
+        Recall told the broker after `since`."""
         if self.status in self.IN_CALL_STATUSES:
             return True
         ended = self.status_changes.filter(code=Bot.Status.CALL_ENDED).order_by("-occurred_at").first()
-        return ended is not None and ended.sub_code == self.REMOVED_WITH_ITS_USER
+        return ended is not None and ended.sub_code == self.REMOVED_WITH_ITS_USER and ended.received_at >= since
 
     def obf_minted_for(self):
         """The connection (id) whose OBF token the bot last fetched, and when (None, None)."""

@@ -453,3 +453,32 @@ def test_a_successor_whose_create_is_answered_late_and_hidden_from_the_list_is_p
     successor.refresh_from_db()
     assert successor.recall_id in fake_recall.bots and len(fake_recall.bots) == 2
     assert fake_recall.bots[successor.recall_id]["metadata"]["broker_bot_id"] == str(successor.public_id)
+
+
+def test_a_bot_removed_long_ago_with_no_one_else_in_is_not_handed_off_by_a_later_leave(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall
+):
+    """The hand-off is for the leave that removed the bot: once beat's catch-up window is over,
+    Alice's later leave (Bob back in by then) sends no bot for a launch that ended long ago."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from recallbots.models import BotStatusChange
+
+    first = launch_in_call(api_client, connection, alice_api)
+    fake_zoom.leave(MEETING, "zu_bob")
+    fake_zoom.leave(MEETING, "zu_alice")  # Zoom removes the bot; no one else of the launch is in
+    worker_turn()
+    wait_for_status(first, "done")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists()
+    long_ago = timezone.now() - handoff.SWEEP_WINDOW - timedelta(minutes=1)
+    BotStatusChange.objects.filter(bot=first).update(received_at=long_ago)  # the removal is that old
+
+    fake_zoom.join(MEETING, "zu_bob")
+    fake_zoom.join(MEETING, "zu_alice")
+    worker_turn()
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists() and len(fake_recall.bots) == 1
