@@ -8,7 +8,9 @@ broker sends a successor bot for the same meeting, whose OBF URL mints for whoev
 Two signals say the user left: zoomauth.presence's user_left (Zoom's participant_left), and
 Recall's call_ended with sub_code authorized_user_left_meeting. Either enqueues bot_hand_off,
 which acts only when presence agrees that the user left after their token was minted (a Recall
-status that outruns Zoom's event waits for that event), the meeting has not ended, and someone
+status that outruns Zoom's event waits for that event), the meeting has not ended since then
+(a PMI keeps its number: a later instance's leave is not this bot's), Recall's removal is no
+older than SWEEP_WINDOW (a later leave does not revive a bot long gone), and someone
 who may authorize the bot is in. Of any number of callers, one claims the bot's hand-off (a
 conditional UPDATE, in the transaction that stores the successor; no lock is held while Recall
 answers) and the successor then goes the queued launch's way to Recall (throttling, retries,
@@ -26,7 +28,7 @@ from django.utils import timezone
 
 from brokerproject.celery import enqueue_safely
 from zoomauth.models import CallbackGrant, CallbackLog, ZoomConnection
-from zoomauth.presence import connection_left_since, connections_present, meeting_has_ended
+from zoomauth.presence import connection_left_since, connections_present, meeting_ended_since, meeting_has_ended
 
 from .meeting_urls import parse_zoom_url
 from .models import Bot
@@ -112,10 +114,13 @@ def bot_hand_off(*, bot_id: int) -> Bot | None:
     if bot is None or bot.connection is None or bot.handoff_generation >= Bot.HANDOFF_MAX_SUCCESSORS:
         return None
     left_id, minted_at = bot.obf_minted_for()
-    if left_id is None or not bot.was_removed_with_its_user():
+    # A removal older than beat's catch-up window is over: a later leave is not this bot's.
+    if left_id is None or not bot.was_removed_with_its_user(since=timezone.now() - SWEEP_WINDOW):
         return None
     where = {"app_id": bot.connection.app_id, "meeting_id": bot.meeting_id}
     if meeting_has_ended(**where) or not connection_left_since(**where, connection_id=left_id, since=minted_at):
+        return None
+    if meeting_ended_since(**where, since=minted_at):  # the bot's instance of the meeting is over
         return None
     authorizers = _authorizers(bot)
     if not connections_present(meeting_id=bot.meeting_id, connection_ids=[c.pk for c in authorizers]):

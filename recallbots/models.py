@@ -195,6 +195,9 @@ class Bot(models.Model):
     handoff_generation = models.PositiveSmallIntegerField(default=0, editable=False)
     # The claim on this bot's hand-off (a conditional UPDATE): set once, by whoever made the successor.
     handed_off_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The launch's Idempotency-Key (a hash of the API user and the key): the database, not only the
+    # cache, says that this key launched this bot, so that no repeat ever launches a second one.
+    idempotency_key = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = BotQuerySet.as_manager()
@@ -228,6 +231,8 @@ class Bot(models.Model):
         "fatal_hint",
         "handoff",
     )
+    # An Idempotency-Key names one launch for this long; after it, the same key is a new launch.
+    IDEMPOTENCY_WINDOW = timedelta(hours=24)
     FINAL_STATUSES = Status.final()
     IN_CALL_STATUSES = (Status.IN_CALL_NOT_RECORDING, Status.IN_CALL_RECORDING)
     # Recall's call_ended sub_code when Zoom removed an OBF bot because its user left.
@@ -236,6 +241,18 @@ class Bot(models.Model):
     # Recall's token GETs carry no bot id: a fetch belongs to a bot when it is for the bot's
     # connection, of a kind the bot was given, for its meeting, within its life (with this slack).
     FETCH_SLACK = timedelta(seconds=5)
+
+    @classmethod
+    def launched_with_key(cls, idempotency_key: str) -> "Bot | None":
+        """The bot an Idempotency-Key launched within IDEMPOTENCY_WINDOW, if any."""
+        since = Now() - cls.IDEMPOTENCY_WINDOW
+        return cls.objects.filter(idempotency_key=idempotency_key, created_at__gte=since).first()
+
+    @classmethod
+    def release_expired_key(cls, idempotency_key: str) -> None:
+        """A key older than IDEMPOTENCY_WINDOW is free again: its old bot lets go of it."""
+        since = Now() - cls.IDEMPOTENCY_WINDOW
+        cls.objects.filter(idempotency_key=idempotency_key, created_at__lt=since).update(idempotency_key=None)
 
     @property
     def is_final(self) -> bool:
@@ -310,6 +327,16 @@ class Bot(models.Model):
             self.status, self.status_updated_at, self.queued_payload = status, at, ""
         return bool(ended)
 
+    def end_queued_unsent(self, *, status: str, at) -> bool:
+        """A queued launch that Recall has never been asked for (no ambiguous create) ends without
+        a bot; False if it is no longer such a launch."""
+        ended = Bot.objects.filter(
+            pk=self.pk, status=Bot.Status.QUEUED, recall_id__isnull=True, launch_ambiguous_at__isnull=True
+        ).update(status=status, status_updated_at=at, queued_payload="", launch_next_attempt_at=None)
+        if ended:
+            self.status, self.status_updated_at, self.queued_payload = status, at, ""
+        return bool(ended)
+
     def release_waiting(self) -> bool:
         """Its user is in: the launch goes to Recall (as a queued launch, claimed there)."""
         return bool(
@@ -325,12 +352,13 @@ class Bot(models.Model):
             self.handed_off_at = at
         return bool(claimed)
 
-    def was_removed_with_its_user(self) -> bool:
-        """In the call now, or its call ended because its OBF user left (and not otherwise)."""
+    def was_removed_with_its_user(self, *, since) -> bool:
+        """In the call now, or its call ended because its OBF user left (and not otherwise), as
+        Recall told the broker after `since`."""
         if self.status in self.IN_CALL_STATUSES:
             return True
         ended = self.status_changes.filter(code=Bot.Status.CALL_ENDED).order_by("-occurred_at").first()
-        return ended is not None and ended.sub_code == self.REMOVED_WITH_ITS_USER
+        return ended is not None and ended.sub_code == self.REMOVED_WITH_ITS_USER and ended.received_at >= since
 
     def obf_minted_for(self):
         """The connection (id) whose OBF token the bot last fetched, and when (None, None)."""

@@ -19,6 +19,7 @@ from brokerproject.retry import backoff
 from webhooks.events import event_emit
 from webhooks.models import Event
 from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
+from zoomauth.presence import meeting_ended_since
 from zoomauth.services import (
     ConnectFlowError,
     ConnectionUnusable,
@@ -49,6 +50,14 @@ class LaunchError(Exception):
 
 class LaunchForbidden(LaunchError):
     """The launch asks for tokens from a grant the launcher may not use (403)."""
+
+
+class LaunchRepeated(LaunchError):
+    """The launch's Idempotency-Key launched `bot` already (a repeat that raced the first)."""
+
+    def __init__(self, bot):
+        super().__init__("This Idempotency-Key launched a bot already.")
+        self.bot = bot
 
 
 def recall_client(*, base_url: str | None = None) -> recall.RecallClient:
@@ -365,7 +374,7 @@ def bot_zoom_config(
     for candidate in candidates:
         if candidate.user_id != connection.user_id and not candidate.allow_obf_for_others:
             raise LaunchForbidden(
-                f"The OBF candidate {candidate.email or candidate.zoom_user_id} has not allowed other users' bots "
+                f"The OBF candidate {candidate.public_id} has not allowed other users' bots "
                 'to carry their OBF token. They can allow it on their connection ("OBF for other users\' bots"), '
                 "or launch without them."
             )
@@ -407,6 +416,7 @@ class LaunchRequest:
     wait_minutes: int = 30
     obf_candidates: tuple[ZoomConnection, ...] = ()
     handoff: bool = False
+    idempotency_key: str = ""
 
     @classmethod
     def from_cleaned(cls, *, user, data: Mapping) -> "LaunchRequest":
@@ -491,23 +501,32 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
     meeting_id = _meeting_id(link, connection)
     presence = waiting.launch_presence(request=request, meeting_id=meeting_id)
     bot_metadata = {str(k): str(v) for k, v in request.metadata.items()}
-    with transaction.atomic():  # a refused launch leaves neither a bot nor URLs behind
-        bot = Bot.objects.create(
-            user=request.user,
-            connection=connection,
-            meeting_url=link.url,
-            meeting_id=meeting_id,
-            meeting_passcode=link.passcode,
-            token_kinds=list(request.token_kinds),
-            bot_name=request.bot_name,
-            join_at=request.join_at,
-            metadata=bot_metadata,
-            start=request.start,
-            presence=presence,
-            obf_candidates=[candidate.pk for candidate in request.obf_candidates],
-            handoff=request.handoff,
-        )
-        payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id, holder=bot.callback_holder)
+    if request.idempotency_key:
+        Bot.release_expired_key(request.idempotency_key)
+    try:
+        with transaction.atomic():  # a refused launch leaves neither a bot nor URLs behind
+            bot = Bot.objects.create(
+                user=request.user,
+                connection=connection,
+                meeting_url=link.url,
+                meeting_id=meeting_id,
+                meeting_passcode=link.passcode,
+                token_kinds=list(request.token_kinds),
+                bot_name=request.bot_name,
+                join_at=request.join_at,
+                metadata=bot_metadata,
+                start=request.start,
+                presence=presence,
+                obf_candidates=[candidate.pk for candidate in request.obf_candidates],
+                handoff=request.handoff,
+                idempotency_key=request.idempotency_key or None,
+            )
+            payload = bot_recall_payload(request=request, link=link, meeting_id=meeting_id, holder=bot.callback_holder)
+    except IntegrityError:
+        made = Bot.launched_with_key(request.idempotency_key) if request.idempotency_key else None
+        if made is None:
+            raise
+        raise LaunchRepeated(made) from None
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
     if presence == Bot.Presence.VISIBLE:
         return waiting.bot_wait(bot=bot, payload=payload, wait_minutes=request.wait_minutes)
@@ -636,6 +655,8 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
     if not claimed:
         return None
     bot = Bot.objects.get(pk=bot_id)
+    if _successor_outlived_its_meeting(bot):
+        return None
     try:
         body = _create_or_find(recall.RecallClient(max_attempts=1), bot, json.loads(bot.queued_payload))
     except recall.RecallRetryableError as exc:
@@ -650,6 +671,26 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
     _launched(bot, body)
     logger.info("queued bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
     return None
+
+
+def _successor_outlived_its_meeting(bot: Bot) -> bool:
+    """A hand-off's successor still queued (Recall throttled it) when meeting.ended came: it is
+    never sent (none after the meeting ended; a PMI's next instance is not its meeting). It ends
+    `meeting_ended` with its event. Not after an ambiguous create: Recall may hold it already."""
+    if bot.previous_bot_id is None or bot.connection_id is None or bot.launch_outcome_unknown:
+        return False
+    app_id = ZoomConnection.objects.filter(pk=bot.connection_id).values_list("app_id", flat=True).first()
+    if not meeting_ended_since(app_id=app_id, meeting_id=bot.meeting_id, since=bot.created_at):
+        return False
+    now = timezone.now()
+    with transaction.atomic():
+        if not bot.end_queued_unsent(status=Bot.Status.MEETING_ENDED, at=now):
+            return False
+        BotStatusChange.objects.create(bot=bot, code=Bot.Status.MEETING_ENDED, occurred_at=now)
+        callback_grants_end(holder=bot.callback_holder)  # no bot was sent: its URLs end now
+        bot_status_event(bot=bot, code=Bot.Status.MEETING_ENDED, sub_code=None, when=now)
+    logger.info("hand-off successor not sent: the meeting ended", extra={"bot": bot.public_id})
+    return True
 
 
 def bots_queued_due(*, grace_seconds: int = 120) -> list[int]:

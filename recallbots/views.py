@@ -22,12 +22,23 @@ from brokerproject import jsonbody, signing
 from .forms import LaunchForm
 from .models import Bot
 from .serializers import BotSerializer, LaunchBotSerializer
-from .services import LaunchError, LaunchForbidden, LaunchRequest, bot_launch, bot_record_status
+from .services import (
+    LaunchError,
+    LaunchForbidden,
+    LaunchRepeated,
+    LaunchRequest,
+    bot_launch,
+    bot_record_status,
+)
 
 logger = logging.getLogger(__name__)
 
-IDEMPOTENCY_SECONDS = 24 * 3600
+IDEMPOTENCY_SECONDS = int(Bot.IDEMPOTENCY_WINDOW.total_seconds())
 PENDING = "pending"
+# The marker of a request still running lives this long: longer than any request runs (gunicorn's
+# timeout is 30 s). A marker left by a crash, or by an answer that could not be stored, then
+# goes; the key stays on the bot it launched (Bot.idempotency_key), so a repeat replays that bot.
+IDEMPOTENCY_PENDING_SECONDS = 120
 # A repeat that finds the first request's marker without an answer tries again after this long.
 PENDING_RETRY_AFTER = 30
 
@@ -76,6 +87,19 @@ def _retry_later(detail: str, *, retry_after: int) -> Response:
     return response
 
 
+def _replay_bot(bot: Bot) -> Response:
+    """The answer of the launch that made `bot`, from the database (as it is now)."""
+    if bot.status == Bot.Status.LAUNCH_FAILED and bot.recall_id is None:
+        replay = Response({"detail": f"Recall did not create the bot: {bot.last_error}"}, status=422)
+    else:
+        waits = bot.status in (Bot.Status.QUEUED, Bot.Status.WAITING_FOR_USER)
+        replay = Response(
+            BotSerializer(bot).data, status=status.HTTP_202_ACCEPTED if waits else status.HTTP_201_CREATED
+        )
+    replay["Idempotent-Replayed"] = "true"
+    return replay
+
+
 class BotListCreateView(APIView):
     @extend_schema(responses=BotSerializer(many=True))
     def get(self, request):
@@ -111,12 +135,15 @@ class BotListCreateView(APIView):
             return self._launch(request)
         if len(key) > 255:
             return Response({"detail": "Idempotency-Key is at most 255 characters."}, status=400)
-        cache_key = "idempotency:bots:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
+        key_hash = hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
+        cache_key = "idempotency:bots:" + key_hash
         try:
             stored = cache.get(cache_key)
-            # The marker goes in before the launch and lives as long as an answer would: a repeat
-            # that finds it never launches, even when the answer could not be stored.
-            claimed = stored is None and cache.add(cache_key, PENDING, timeout=IDEMPOTENCY_SECONDS)
+            if stored is None and (made := Bot.launched_with_key(key_hash)) is not None:
+                return _replay_bot(made)  # launched; its answer was not stored, or Redis lost it
+            # The marker goes in before the launch: a repeat that finds it never launches. The
+            # bot, once stored, carries the key, which outlives the marker.
+            claimed = stored is None and cache.add(cache_key, PENDING, timeout=IDEMPOTENCY_PENDING_SECONDS)
             if not claimed and stored is None:
                 stored = cache.get(cache_key)
         except CACHE_ERRORS as exc:
@@ -138,9 +165,9 @@ class BotListCreateView(APIView):
             replay["Idempotent-Replayed"] = "true"
             return replay
         # A launch that raises may have created a bot at Recall (a database error after the
-        # create): the marker stays, and repeats get 503 until it expires.
+        # create): the marker stays, and repeats get 503 until it expires (then the bot's key).
         try:
-            response = self._launch(request)
+            response = self._launch(request, idempotency_key=key_hash)
         except APIException:  # bad input, refused before anything was launched: the key may be used again
             _forget(cache_key)
             raise
@@ -149,18 +176,20 @@ class BotListCreateView(APIView):
                 cache.set(cache_key, {"status": response.status_code, "body": response.data}, IDEMPOTENCY_SECONDS)
             else:
                 cache.delete(cache_key)  # refused before anything happened: the key may be used again
-        except CACHE_ERRORS as exc:  # the launch happened; the marker stays, so no repeat launches again
+        except CACHE_ERRORS as exc:  # the launch happened; the marker, then the bot's key, answer repeats
             logger.warning("idempotency answer not stored: %s", type(exc).__name__)
         return response
 
-    def _launch(self, request):
+    def _launch(self, request, *, idempotency_key: str = ""):
         serializer = LaunchBotSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = {**serializer.validated_data, "idempotency_key": idempotency_key}
         try:
             bot = bot_launch(
                 request=LaunchRequest.from_cleaned(user=request.user, data=data), queue_when_throttled=True
             )
+        except LaunchRepeated as exc:  # a repeat that raced the first past an expired marker
+            return _replay_bot(exc.bot)
         except LaunchForbidden as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
         except LaunchError as exc:

@@ -154,6 +154,12 @@ def meeting_has_ended(*, app_id: int, meeting_id: str) -> bool:
     return activity is not None and activity.ended_at is not None and not activity.is_running
 
 
+def meeting_ended_since(*, app_id: int, meeting_id: str, since: datetime) -> bool:
+    """Has Zoom said meeting.ended for it after `since`? A PMI or a recurring meeting keeps its
+    number: an end after `since` closed the instance that was running then, even if it runs again."""
+    return MeetingActivity.objects.filter(app_id=app_id, meeting_id=meeting_id, ended_at__gt=since).exists()
+
+
 def connection_left_since(*, app_id: int, meeting_id: str, connection_id: int, since: datetime) -> bool:
     """Has this user left the meeting after `since` (whether or not they are back)?"""
     return MeetingPresence.objects.filter(

@@ -78,6 +78,11 @@ def test_a_candidate_who_has_not_opted_in_makes_the_launch_a_403(api_client, con
     }
     response = api_client.post("/api/bots/", body, format="json", **alice_api)
     assert response.status_code == 403 and "has not allowed" in response.json()["detail"]
+    # Named by its connection id: another user's email is not the launcher's to learn by guessing ids.
+    assert str(bob.public_id) in response.json()["detail"]
+    assert (
+        bob.email and bob.email not in response.json()["detail"] and bob.zoom_user_id not in response.json()["detail"]
+    )
     assert not Bot.objects.exists() and fake_recall.bots == {}
     body["obf_candidates"] = ["nobody-here"]
     response = api_client.post("/api/bots/", body, format="json", **alice_api)

@@ -3,6 +3,7 @@ intake over real HTTP, a worker's turn runs the queued tasks, and the fake Recal
 bot the moment its token's user leaves (as Zoom does) and reports it to the broker's webhook."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -370,3 +371,114 @@ def test_the_launch_page_takes_handoff_with_the_apis_rules(client, connection, b
     assert client.post("/launch/", {**form, "obf_candidates": str(bob.public_id)}).status_code == 302
     bot = Bot.objects.get()
     assert (bot.handoff, bot.obf_candidates, bot.status) == (True, [bob.pk], "waiting_for_user")
+
+
+def test_a_leave_in_a_later_instance_of_the_meeting_does_not_revive_an_old_bots_hand_off(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall
+):
+    """A PMI or a recurring meeting keeps its number: the bot removed when Alice left, with no one
+    else in, is over; her leave in the next instance of the meeting is not its hand-off."""
+    first = launch_in_call(api_client, connection, alice_api)
+    fake_zoom.leave(MEETING, "zu_bob")
+    fake_zoom.leave(MEETING, "zu_alice")  # Zoom removes the bot; no one else of the launch is in
+    worker_turn()
+    wait_for_status(first, "done")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists()
+    fake_zoom.end_meeting(MEETING)
+    worker_turn()
+
+    fake_zoom.start_meeting(MEETING)  # the next instance, the same number
+    fake_zoom.join(MEETING, "zu_bob")
+    fake_zoom.join(MEETING, "zu_alice")
+    worker_turn()
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists() and len(fake_recall.bots) == 1
+
+
+def test_a_successor_still_queued_when_the_meeting_ends_is_never_sent(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall
+):
+    from recallbots.tasks import bot_create_at_recall
+
+    EventEndpoint.objects.create(url="http://127.0.0.1:9/", secret=EventEndpoint.new_secret())
+    first = launch_in_call(api_client, connection, alice_api)
+    fake_recall.configure(bot_create_fail_next=[507], retry_after="60")  # Recall's pool is empty for a minute
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    successor = Bot.objects.get(previous_bot=first)
+    assert successor.status == "queued" and len(fake_recall.bots) == 1
+    fake_zoom.end_meeting(MEETING)
+    worker_turn()
+    Bot.objects.filter(pk=successor.pk).update(launch_next_attempt_at=None)  # Recall's minute is over
+    bot_create_at_recall.run(successor.pk)
+    successor.refresh_from_db()
+    assert successor.status == "meeting_ended" and successor.recall_id is None and successor.queued_payload == ""
+    assert len(fake_recall.bots) == 1  # no bot sent into a meeting that is over
+    events = [e.data for e in Event.objects.filter(type="bot.status_changed").order_by("pk")]
+    assert [e["status"]["code"] for e in events if e["bot"]["id"] == str(successor.public_id)] == [
+        "queued",
+        "meeting_ended",
+    ]
+
+
+def test_a_successor_whose_create_is_answered_late_and_hidden_from_the_list_is_posted_once(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall, settings
+):
+    from datetime import timedelta
+
+    from recallbots.tasks import bot_create_at_recall
+
+    first = launch_in_call(api_client, connection, alice_api)
+    settings.RECALL_HTTP_TIMEOUT = 1.0
+    settings.RECALL_BOT_LIST_LAG = timedelta(seconds=20)
+    # Recall creates the successor, answers after the client gave up, lists it 4 s later, and its
+    # status webhooks do not reach the broker yet.
+    fake_recall.configure(bot_create_answer_delay=2.0, bot_list_lag_seconds=4.0, status_webhook_url="")
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    successor = Bot.objects.get(previous_bot=first)
+    assert successor.status == "queued" and successor.launch_ambiguous_at is not None
+    assert len(fake_recall.bots) == 2
+    Bot.objects.filter(pk=successor.pk).update(launch_next_attempt_at=None)
+    bot_create_at_recall.run(successor.pk)  # the list is empty and may still lag: no second POST
+    assert len(fake_recall.bots) == 2
+    deadline = time.monotonic() + 15
+    while Bot.objects.get(pk=successor.pk).recall_id is None:
+        assert time.monotonic() < deadline, "the successor was never resolved"
+        time.sleep(0.5)
+        Bot.objects.filter(pk=successor.pk).update(launch_next_attempt_at=None)
+        bot_create_at_recall.run(successor.pk)
+    successor.refresh_from_db()
+    assert successor.recall_id in fake_recall.bots and len(fake_recall.bots) == 2
+    assert fake_recall.bots[successor.recall_id]["metadata"]["broker_bot_id"] == str(successor.public_id)
+
+
+def test_a_bot_removed_long_ago_with_no_one_else_in_is_not_handed_off_by_a_later_leave(
+    api_client, connection, both_in, alice_api, fake_zoom, fake_recall
+):
+    """The hand-off is for the leave that removed the bot: once beat's catch-up window is over,
+    Alice's later leave (Bob back in by then) sends no bot for a launch that ended long ago."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from recallbots.models import BotStatusChange
+
+    first = launch_in_call(api_client, connection, alice_api)
+    fake_zoom.leave(MEETING, "zu_bob")
+    fake_zoom.leave(MEETING, "zu_alice")  # Zoom removes the bot; no one else of the launch is in
+    worker_turn()
+    wait_for_status(first, "done")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists()
+    long_ago = timezone.now() - handoff.SWEEP_WINDOW - timedelta(minutes=1)
+    BotStatusChange.objects.filter(bot=first).update(received_at=long_ago)  # the removal is that old
+
+    fake_zoom.join(MEETING, "zu_bob")
+    fake_zoom.join(MEETING, "zu_alice")
+    worker_turn()
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists() and len(fake_recall.bots) == 1

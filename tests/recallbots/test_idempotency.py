@@ -17,6 +17,7 @@ from django.test import override_settings
 
 from accounts.models import ApiToken
 from recallbots.models import Bot
+from recallbots.views import IDEMPOTENCY_PENDING_SECONDS
 
 MEETING_URL = "https://zoom.us/j/85012345678"
 
@@ -107,8 +108,15 @@ def test_a_repeat_of_a_launch_whose_answer_was_not_stored_is_503_never_a_second_
     later = launch(api_client, backend, "order-1")
     assert later.status_code == 503 and later["Retry-After"]
     (marker,) = cache_on_private_redis.keys("*idempotency:bots:*")
-    assert cache_on_private_redis.ttl(marker) > 3600  # kept as long as an answer would be
+    # Kept while a request may still run, not for a day: the database holds the key with the bot.
+    assert 0 < cache_on_private_redis.ttl(marker) <= IDEMPOTENCY_PENDING_SECONDS
     assert Bot.objects.count() == 1 and len(fake_recall.bots) == 1 and bot_posts(fake_recall) == 1
+
+    cache_on_private_redis.delete(marker)  # the marker's time is over
+    replayed = launch(api_client, backend, "order-1")
+    assert replayed.status_code == 201 and replayed["Idempotent-Replayed"] == "true", replayed.content
+    assert replayed.json()["id"] == first.json()["id"] and replayed.json()["recall_id"] == first.json()["recall_id"]
+    assert Bot.objects.count() == 1 and bot_posts(fake_recall) == 1
 
     other = launch(api_client, backend, "order-2")  # another key is another launch
     assert other.status_code == 201 and len(fake_recall.bots) == 2
@@ -120,3 +128,53 @@ def test_bad_input_with_a_key_leaves_the_key_usable(
     bad = api_client.post("/api/bots/", {"meeting_url": "no"}, format="json", HTTP_IDEMPOTENCY_KEY="k", **backend)
     assert bad.status_code == 400 and "meeting_url" in bad.json()
     assert not cache_on_private_redis.keys("*idempotency:bots:*")
+
+
+def test_a_repeat_after_redis_lost_the_answer_replays_the_bot_never_a_second(
+    api_client, backend, connection, fake_recall, cache_on_private_redis
+):
+    """Redis is a cache (evicted, flushed, failed over): the key is kept with the bot too."""
+    connection.user.external_user_id = "cust-7"
+    connection.user.save(update_fields=["external_user_id"])
+    first = launch(api_client, backend, "order-9")
+    assert first.status_code == 201, first.content
+    cache_on_private_redis.flushdb()
+    again = launch(api_client, backend, "order-9")
+    assert again.status_code == 201 and again["Idempotent-Replayed"] == "true", again.content
+    assert again.json()["id"] == first.json()["id"]
+    assert Bot.objects.count() == 1 and len(fake_recall.bots) == 1 and bot_posts(fake_recall) == 1
+    assert launch(api_client, backend, "order-10").json()["id"] != first.json()["id"]
+
+
+def test_a_repeat_of_a_refused_launch_whose_answer_was_lost_is_the_same_422(
+    api_client, backend, connection, fake_recall, cache_on_private_redis
+):
+    connection.user.external_user_id = "cust-7"
+    connection.user.save(update_fields=["external_user_id"])
+    fake_recall.configure(bot_create_fail_next=[400])
+    first = launch(api_client, backend, "order-11")
+    assert first.status_code == 422, first.content
+    cache_on_private_redis.flushdb()
+    again = launch(api_client, backend, "order-11")
+    assert again.status_code == 422 and again["Idempotent-Replayed"] == "true", again.content
+    assert again.json()["detail"] == first.json()["detail"]
+    assert Bot.objects.count() == 1 and bot_posts(fake_recall) == 1
+
+
+def test_after_24_hours_the_same_key_is_a_new_launch(
+    api_client, backend, connection, fake_recall, cache_on_private_redis
+):
+    """A key a backend reuses for a recurring meeting (the README's `meeting-…-user-42`) names one
+    day's launch, not every launch after it."""
+    from datetime import timedelta
+
+    connection.user.external_user_id = "cust-7"
+    connection.user.save(update_fields=["external_user_id"])
+    first = launch(api_client, backend, "meeting-85012345678-user-7")
+    assert first.status_code == 201
+    Bot.objects.update(created_at=Bot.objects.get().created_at - timedelta(hours=25))  # a day has passed
+    cache_on_private_redis.flushdb()  # and the stored answer has expired
+    tomorrow = launch(api_client, backend, "meeting-85012345678-user-7")
+    assert tomorrow.status_code == 201 and "Idempotent-Replayed" not in tomorrow, tomorrow.content
+    assert tomorrow.json()["id"] != first.json()["id"] and Bot.objects.count() == 2 and len(fake_recall.bots) == 2
+    assert launch(api_client, backend, "meeting-85012345678-user-7").json()["id"] == tomorrow.json()["id"]
