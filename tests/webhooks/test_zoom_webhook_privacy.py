@@ -165,6 +165,22 @@ def test_a_delivery_still_being_retried_keeps_its_body_and_is_forwarded_byte_for
     assert tables_containing(*guest_traces(event)) == []
 
 
+def test_a_forward_whose_answer_is_lost_keeps_the_body_until_a_retry_is_answered(meeting, fake_zoom, fake_recall):
+    fake_recall.configure(webhook_drop_next=1)  # Recall takes the event, its answer never comes
+    event = fake_zoom.meeting_action(MEETING, "join", **GUEST)
+    take_one()
+    delivery = ZoomWebhookDelivery.objects.get()
+    assert delivery.status == ZoomWebhookDelivery.Status.PENDING and delivery.last_error
+    assert bytes(delivery.body) == raw(event) and delivery.body_cleared_at is None
+    ZoomWebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    worker_turn()
+    assert [r["answered"] for r in fake_recall.webhook_receipts] == ["dropped", 200]
+    assert len({r["sha256"] for r in fake_recall.webhook_receipts}) == 1  # the same bytes again
+    delivery.refresh_from_db()
+    assert delivery.status == ZoomWebhookDelivery.Status.DELIVERED and bytes(delivery.body) == b""
+    assert tables_containing(*guest_traces(event)) == []
+
+
 def test_every_targets_copy_is_cleared_once_its_own_forward_is_done(meeting, fake_zoom, fake_recall, recall_app):
     ExtraForwardTarget.objects.create(
         app=recall_app.zoom_app,
