@@ -49,7 +49,7 @@ end
 
 
 def seed():
-    fresh.database("broker_bench")  # its own run: a new key (bench.callbacks made one at import)
+    fresh.database(stack.DATABASE)  # its own run: a new key (bench.callbacks made one at import)
     import django
 
     django.setup()

@@ -292,6 +292,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
     },
     "prune-meeting-activity": {"task": "zoomauth.tasks.meeting_activity_prune", "schedule": crontab(minute=37)},
+    "prune-webhook-deliveries": {"task": "webhooks.tasks.deliveries_prune", "schedule": crontab(minute=47)},
     "expire-waiting-bots": {
         "task": "recallbots.tasks.bots_waiting_expired",
         "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
@@ -375,6 +376,12 @@ CALLBACK_AUDIT_MAX_QUEUED = env.int("CALLBACK_AUDIT_MAX_QUEUED", default=20000)
 # PostgreSQL notifies a change to it (zoomauth/rowcache.py). 0: every callback reads its row.
 CALLBACK_ROW_CACHE_SECONDS = env.float("CALLBACK_ROW_CACHE_SECONDS", default=2.0)
 WEBHOOK_FORWARD_PERIOD = timedelta(hours=env.int("WEBHOOK_FORWARD_PERIOD_HOURS", default=24))
+# Finished Zoom webhook deliveries (their bodies already cleared, or failed ones kept for a replay)
+# are deleted this long after they came. At least a day: until then a retry of the same event from
+# Zoom is still recognised by its body's hash and dropped.
+ZOOM_WEBHOOK_RETENTION = timedelta(days=env.int("ZOOM_WEBHOOK_RETENTION_DAYS", default=7))
+if ZOOM_WEBHOOK_RETENTION < timedelta(days=1):
+    raise ImproperlyConfigured("ZOOM_WEBHOOK_RETENTION_DAYS must be at least 1.")
 # Zoom events taken in by a web process within this many seconds share one queue message (0: one each).
 WEBHOOK_ENQUEUE_BATCH_SECONDS = env.float("WEBHOOK_ENQUEUE_BATCH_SECONDS", default=0.02)
 # Events to the customer's backend are retried with backoff for this long, then marked failed.

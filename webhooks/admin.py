@@ -28,6 +28,10 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 @admin.register(ZoomWebhookDelivery)
 class ZoomWebhookDeliveryAdmin(admin.ModelAdmin):
+    """Zoom's events on their way to Recall. The body is never shown (participants' names and
+    emails are in it) and is cleared once the event is forwarded and handled: staff see its size,
+    hash and when it was cleared."""
+
     list_display = ("received_at", "app", "event", "status", "attempts", "last_error", "body_size", "connection")
     list_filter = ("status", "app", "event")
     date_hierarchy = "received_at"
@@ -43,6 +47,7 @@ class ZoomWebhookDeliveryAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "last_error",
         "body_size",
+        "body_cleared_at",
         "body_sha256",
         "content_type",
         "zm_request_timestamp",
@@ -63,17 +68,23 @@ class ZoomWebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay now", permissions=["change"])
     def replay_now(self, request, queryset):
+        queued = skipped = 0
         for delivery in queryset.exclude(target_url=""):
-            delivery_replay(delivery=delivery)
-            enqueue_safely("webhooks.tasks.delivery_attempt", delivery.pk)
-        messages.success(request, "Queued for delivery.")
+            if delivery_replay(delivery=delivery):
+                enqueue_safely("webhooks.tasks.delivery_attempt", delivery.pk)
+                queued += 1
+            else:
+                skipped += 1
+        if queued:
+            messages.success(request, f"Queued {queued} delivery(ies) for delivery.")
+        if skipped:
+            messages.warning(
+                request, f"{skipped} delivery(ies) not replayed: their body was cleared once forwarded and handled."
+            )
 
     @admin.action(description="Mark resolved (stop retrying)", permissions=["change"])
     def mark_resolved(self, request, queryset):
-        count = queryset.exclude(status=ZoomWebhookDelivery.Status.DELIVERED).update(
-            status=ZoomWebhookDelivery.Status.RESOLVED,
-            last_error=f"resolved by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
-        )
+        count = queryset.mark_resolved(note=f"resolved by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
         messages.success(request, f"Marked {count} delivery(ies) resolved.")
 
 

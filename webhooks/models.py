@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from brokerproject.crypto import StrictEncryptedTextField
@@ -18,15 +18,48 @@ class DeliveryQuerySet(models.QuerySet):
         """Pending deliveries whose next attempt is due (or overdue: lost from the queue)."""
         return self.filter(status=ZoomWebhookDelivery.Status.PENDING, next_attempt_at__lte=now or timezone.now())
 
+    def body_no_longer_needed(self):
+        return self.filter(
+            status__in=ZoomWebhookDelivery.BODY_DONE_STATUSES, processed_at__isnull=False, body_cleared_at__isnull=True
+        )
+
+    def clear_bodies(self, *, now: datetime | None = None) -> int:
+        return self.body_no_longer_needed().update(body=b"", body_cleared_at=now or timezone.now())
+
+    def mark_resolved(self, *, note: str, now: datetime | None = None) -> int:
+        """Staff's "stop retrying": nothing will send these bytes again."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            count = self.exclude(status=ZoomWebhookDelivery.Status.DELIVERED).update(
+                status=ZoomWebhookDelivery.Status.RESOLVED, last_error=note[:300]
+            )
+            self.clear_bodies(now=now)
+        return count
+
+    def prunable(self, *, now: datetime | None = None):
+        """Finished deliveries older than ZOOM_WEBHOOK_RETENTION (pending ones are still being tried)."""
+        cutoff = (now or timezone.now()) - settings.ZOOM_WEBHOOK_RETENTION
+        return self.exclude(status=ZoomWebhookDelivery.Status.PENDING).filter(received_at__lt=cutoff)
+
 
 class ZoomWebhookDelivery(models.Model):
-    """A Zoom event as received: the exact bytes and the headers that must travel with them."""
+    """A Zoom event as received: the exact bytes and the headers that must travel with them.
+
+    Every Zoom event may carry personal data (a guest's name and email in participant events, a
+    profile in user.updated, ...), so the bytes are kept only while something still needs them:
+    until the event is handled locally and its forward is delivered or resolved by staff. Then the
+    body is cleared in the step that records that outcome; body_sha256 stays, so a retry of the
+    same event from Zoom is still a duplicate. A failed forward keeps its body for staff's replay
+    until the row is pruned (ZOOM_WEBHOOK_RETENTION)."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
         RESOLVED = "resolved", "Resolved by staff"
+
+    # Outcomes after which the bytes are never sent again (a failed forward may be replayed).
+    BODY_DONE_STATUSES = (Status.DELIVERED, Status.RESOLVED)
 
     app = models.ForeignKey(ZoomApp, on_delete=models.CASCADE, related_name="webhook_deliveries")
     connection = models.ForeignKey(
@@ -46,6 +79,9 @@ class ZoomWebhookDelivery(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True, help_text="When local handling ran.")
+    body_cleared_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the body was cleared (forwarded or resolved, and handled)."
+    )
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -59,7 +95,10 @@ class ZoomWebhookDelivery(models.Model):
                 fields=["app", "target_url", "body_sha256"], name="one_delivery_per_event_and_target"
             ),
         ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["received_at"], name="delivery_received"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event or 'event'} → {self.get_status_display()}"
@@ -71,6 +110,14 @@ class ZoomWebhookDelivery(models.Model):
     @property
     def body_size(self) -> int:
         return len(self.body or b"")
+
+    def clear_body_if_done(self, *, now: datetime | None = None) -> bool:
+        """Forget the bytes once forwarded (or resolved) and handled; the caller saves."""
+        if self.status not in self.BODY_DONE_STATUSES or self.processed_at is None or self.body_cleared_at:
+            return False
+        self.body = b""
+        self.body_cleared_at = now or timezone.now()
+        return True
 
     def give_up_at(self) -> datetime:
         return self.received_at + settings.WEBHOOK_FORWARD_PERIOD

@@ -178,6 +178,7 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
         else:
             delivery.status = ZoomWebhookDelivery.Status.FAILED
             delivery.last_error = f"HTTP {status_code}: refused by the target"
+        delivery.clear_body_if_done()  # delivered and already handled locally: nothing needs the bytes
         delivery.save()
     logger.info(
         "webhook forward attempt",
@@ -186,10 +187,24 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
     return next_delay
 
 
-def delivery_replay(*, delivery: ZoomWebhookDelivery) -> None:
-    ZoomWebhookDelivery.objects.filter(pk=delivery.pk).exclude(target_url="").update(
-        status=ZoomWebhookDelivery.Status.PENDING, next_attempt_at=timezone.now()
+def delivery_replay(*, delivery: ZoomWebhookDelivery) -> bool:
+    """Send again; False when there is nothing to send (no target, or the body was cleared)."""
+    return bool(
+        ZoomWebhookDelivery.objects.filter(pk=delivery.pk, body_cleared_at__isnull=True)
+        .exclude(target_url="")
+        .update(status=ZoomWebhookDelivery.Status.PENDING, next_attempt_at=timezone.now())
     )
+
+
+def deliveries_prune(*, now=None, batch_size: int = 2000) -> int:
+    """Delete finished deliveries past ZOOM_WEBHOOK_RETENTION, in short transactions."""
+    pruned = 0
+    while pks := list(
+        ZoomWebhookDelivery.objects.prunable(now=now).order_by().values_list("pk", flat=True)[:batch_size]
+    ):
+        ZoomWebhookDelivery.objects.filter(pk__in=pks).delete()
+        pruned += len(pks)
+    return pruned
 
 
 # --- local handling ---------------------------------------------------------------------------
@@ -239,17 +254,21 @@ def event_handle_locally(*, delivery_id: int, before_forward: bool = False) -> N
         and not ZoomWebhookDelivery.objects.filter(pk=delivery_id, event__in=HANDLED_BEFORE_FORWARD).exists()
     ):
         return
+    key = ZoomWebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).values("app_id", "body_sha256")
+    if not (key := key.first()):
+        return
     with transaction.atomic():
-        delivery = (
-            ZoomWebhookDelivery.objects.select_for_update().filter(pk=delivery_id, processed_at__isnull=True).first()
-        )
+        # The event's rows (one per target) locked in one order: whichever comes first handles
+        # the event for all of them; the others then find themselves processed.
+        rows = list(ZoomWebhookDelivery.objects.select_for_update().filter(**key).order_by("pk"))
+        delivery = next((row for row in rows if row.pk == delivery_id and row.processed_at is None), None)
         if delivery is None:
             return
-        if ZoomWebhookDelivery.objects.filter(
-            app_id=delivery.app_id, body_sha256=delivery.body_sha256, processed_at__isnull=False
-        ).exists():
-            delivery.processed_at = timezone.now()
-            delivery.save(update_fields=["processed_at"])
+        now = timezone.now()
+        if any(row.processed_at is not None for row in rows):  # a target added between Zoom's retries
+            delivery.processed_at = now
+            cleared = ["body", "body_cleared_at"] if delivery.clear_body_if_done(now=now) else []
+            delivery.save(update_fields=["processed_at", *cleared])
             return
         try:
             event = jsonbody.loads(bytes(delivery.body), text="strip")
@@ -265,9 +284,12 @@ def event_handle_locally(*, delivery_id: int, before_forward: bool = False) -> N
             connection = presence.presence_record(app=delivery.app, kind=kind, obj=obj, event_ts=event.get("event_ts"))
         else:
             connection = handler(delivery.app, payload, obj) if handler else None
-        delivery.connection = connection
-        delivery.processed_at = timezone.now()
-        delivery.save(update_fields=["connection", "processed_at"])
+        for row in rows:
+            # Handled: a row whose forward is done (delivered, or resolved) forgets the bytes now;
+            # the others when delivery_attempt records their outcome.
+            row.connection, row.processed_at = connection, now
+            cleared = ["body", "body_cleared_at"] if row.clear_body_if_done(now=now) else []
+            row.save(update_fields=["connection", "processed_at", *cleared])
     if kind == "app_deauthorized" and connection is not None and connection.status != ZoomConnection.Status.REVOKED:
         connection_disconnect(connection=connection, revoke_at_zoom=False, reason="The user removed the app in Zoom.")
 

@@ -42,6 +42,11 @@ def deliveries_sweep() -> int:
     return len(due) + len(unhandled)
 
 
+@shared_task(ignore_result=True)
+def deliveries_prune() -> int:
+    return services.deliveries_prune()
+
+
 @shared_task(ignore_result=True, acks_late=True)
 def event_delivery_attempt(delivery_id: int) -> None:
     delay, following = events.event_delivery_attempt(delivery_id=delivery_id)

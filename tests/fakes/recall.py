@@ -87,6 +87,8 @@ class FakeRecall(FakeServer):
                 "step_seconds": 0.3,
                 "max_waiting_seconds": 15.0,
                 "webhook_fail_next": [],  # statuses for the next webhook receipts
+                # Zoom events taken (and kept as received) whose answer is then lost.
+                "webhook_drop_next": 0,
                 # Bot creation only: statuses for the next creates (e.g. [507] * 50: the pool is
                 # empty for a while), and a create that is done but answered late or never.
                 "bot_create_fail_next": [],
@@ -220,6 +222,9 @@ class FakeRecall(FakeServer):
         )
         with self.lock:
             fail = self.config["webhook_fail_next"].pop(0) if self.config["webhook_fail_next"] else None
+            drop = not fail and self.config["webhook_drop_next"] > 0
+            if drop:
+                self.config["webhook_drop_next"] -= 1
             self.webhook_receipts.append(
                 {
                     "app": app["id"],
@@ -228,10 +233,12 @@ class FakeRecall(FakeServer):
                     "timestamp": timestamp,
                     "signature_valid": valid,
                     "content_type": req.header("content-type"),
-                    "answered": fail or (200 if valid else 401),
+                    "answered": fail or ("dropped" if drop else 200 if valid else 401),
                     "received_at": time.time(),
                 }
             )
+        if drop:
+            return DROP
         if fail:
             return json_response(fail, {"detail": "unavailable"})
         if not valid:
