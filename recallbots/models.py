@@ -188,6 +188,9 @@ class Bot(models.Model):
             # The expiry sweep and a join's lookup read only the waiting bots.
             models.Index(fields=["wait_until"], name="bot_waiting_deadline", condition=Q(status="waiting_for_user")),
             models.Index(fields=["meeting_id"], name="bot_waiting_meeting", condition=Q(status="waiting_for_user")),
+            # Beat's catch-up of lost launch messages reads only the queued bots (else every tick
+            # scanned every bot, the thousands waiting for their users included).
+            models.Index(fields=["launch_next_attempt_at"], name="bot_queued_due", condition=Q(status="queued")),
         ]
 
     def __str__(self) -> str:
