@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/intake.py
 	$(PY) bench/run.py
 	$(PY) bench/overview.py
+	$(PY) bench/presence.py --quick
 
 ## profile: flame graphs of a gunicorn worker serving token callbacks (bench/flamegraph-*.svg, py-spy)
 profile: $(STAMP)

@@ -213,6 +213,9 @@ class Bot(models.Model):
             models.Index(
                 fields=["meeting_id"], name="bot_may_hand_off", condition=Q(handoff=True, handed_off_at__isnull=True)
             ),
+            # Beat's catch-up of lost launch messages reads only the queued bots (else every tick
+            # scanned every bot, the thousands waiting for their users included).
+            models.Index(fields=["launch_next_attempt_at"], name="bot_queued_due", condition=Q(status="queued")),
         ]
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from brokerproject.crypto import StrictEncryptedTextField
@@ -98,6 +99,11 @@ class ZoomWebhookDelivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["received_at"], name="delivery_received"),
+            # Each event's handling asks whether a retry of it (same body) was handled already:
+            # without this it read every row of the app (the constraint's middle column is the target).
+            models.Index(fields=["app", "body_sha256"], name="delivery_by_body"),
+            # Beat's sweep of events whose handling was lost reads only the unhandled ones.
+            models.Index(fields=["received_at"], name="delivery_unhandled", condition=Q(processed_at__isnull=True)),
         ]
 
     def __str__(self) -> str:

@@ -46,7 +46,7 @@ class Broker:
         log_dir: Path,
         redis_url: str = E2E_REDIS,
         extra_env: dict | None = None,
-        threads: int = 8,
+        threads: int | None = 8,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -84,10 +84,8 @@ class Broker:
                 "brokerproject.wsgi:application",
                 "-c",
                 "docker/gunicorn.conf.py",
-                "--workers",
-                "2",
-                "--threads",
-                str(self.threads),
+                # threads=None: docker/gunicorn.conf.py's own workers and threads (the benchmarks).
+                *(["--workers", "2", "--threads", str(self.threads)] if self.threads else []),
             ],
             # One worker per queue, as docker compose runs them.
             **{

@@ -37,8 +37,33 @@ class FakeZoomControl(_Control):
     def add_meeting(self, *, id: str, host_id: str, requires_sign_in: bool = False) -> None:
         self._post("/_control/meetings", {"id": id, "host_id": host_id, "requires_sign_in": requires_sign_in})
 
-    def join(self, meeting_id: str, user_id: str) -> None:
-        self._post(f"/_control/meetings/{meeting_id}/join", {"user_id": user_id})
+    def join(self, meeting_id: str, user_id: str = "", **options) -> dict:
+        """The user joins, and Zoom sends participant_joined to events_url (if configured).
+        Options as the fake takes them: user_name and email (a guest), delay, twice, hold, event_ts."""
+        return self.meeting_action(meeting_id, "join", user_id=user_id, **options)
+
+    def leave(self, meeting_id: str, user_id: str = "", **options) -> dict:
+        return self.meeting_action(meeting_id, "leave", user_id=user_id, **options)
+
+    def start_meeting(self, meeting_id: str, **options) -> dict:
+        return self.meeting_action(meeting_id, "start", **options)
+
+    def end_meeting(self, meeting_id: str, **options) -> dict:
+        return self.meeting_action(meeting_id, "end", **options)
+
+    def meeting_action(self, meeting_id: str, action: str, **body) -> dict:
+        """The signed event the fake sent (or holds) for the action."""
+        return self._post(f"/_control/meetings/{meeting_id}/{action}", body)["event"]
+
+    def send_events_to(self, *, url: str, secret: str) -> None:
+        self.configure(events_url=url, events_secret=secret)
+
+    def flush_events(self, *, order: str = "as_is", seed=None) -> int:
+        """Send the held events: as_is, reverse or shuffle (with seed)."""
+        return self._post("/_control/events/flush", {"order": order, "seed": seed})["sent"]
+
+    def meeting(self, meeting_id: str) -> dict:
+        return self._get(f"/_control/meeting/{meeting_id}")
 
     def consent(self, **fields) -> str:
         """Zoom's consent screen, answered: the redirect (with code and state) Zoom would send."""

@@ -452,6 +452,7 @@ class FakeRecall(FakeServer):
             "_region": req.params["region"],
             "_observed": {},
             "_listed_from": time.time() + self.config["bot_list_lag_seconds"],
+            "_received_at": time.time(),  # when the create came in (the benchmarks' clock)
         }
         with self.lock:
             self.bots[bot["id"]] = bot
@@ -651,7 +652,12 @@ class FakeRecall(FakeServer):
                     "apps": [self._public(a) for a in self.apps.values()],
                     "credentials": [self._public(c) for c in self.credentials.values()],
                     "bots": [
-                        {**self._public(b), "observed": b["_observed"], "in_call": b.get("_in_call")}
+                        {
+                            **self._public(b),
+                            "observed": b["_observed"],
+                            "in_call": b.get("_in_call"),
+                            "received_at": b.get("_received_at"),
+                        }
                         for b in self.bots.values()
                     ],
                     "webhook_receipts": self.webhook_receipts,
