@@ -16,6 +16,11 @@ Redis on 127.0.0.1, the fake Zoom and the fake Recall as their own processes, a 
 (d) user_never_joined: its signed event at the backend, after the wait's end (wait_minutes=1 is
     the least there is, so this part takes a minute), beside the floor of a Recall status change
     relayed to the same backend.
+(e) Hand-off: HANDOFFS launches (OBF, a candidate opted in, handoff, when_user_joins), each
+    launching user leaving a few seconds into the call while the candidate is in: the time from
+    the broker's ack of the participant_left to the successor in the call at the fake Recall,
+    beside the floor of the same fake's create → in the call for the first bots; and how many
+    times two bots of one launch were in the call at once (the fake Recall's call spans).
 
 `--quick`: shorter loads (5 s instead of 10 s) and fewer bots; (d) still waits its minute.
 """
@@ -37,12 +42,15 @@ sys.path.insert(0, str(ROOT))
 import bench.callbacks as stack  # noqa: E402 - the same environment, ports and helpers
 from bench import fresh  # noqa: E402
 
-DATABASE = "broker_bench_presence"
+# BENCH_PRESENCE_DATABASE: another database (two runs at once on one machine).
+DATABASE = os.environ.get("BENCH_PRESENCE_DATABASE", "broker_bench_presence")
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
 SECRET = "bench-presence-webhook-secret"
 RATE = int(os.environ.get("BENCH_PRESENCE_RATE", "1000"))
 SENDERS = int(os.environ.get("BENCH_PRESENCE_SENDERS", "10"))
 MEETING_BASE = 88000000000
+HANDOFFS = 10
+HANDOFF_SPACING = 0.2  # seconds between two launches' joins, and between their leaves
 
 PACED_LUA = """
 local threads = 0
@@ -381,6 +389,120 @@ def _never_events(backend, endpoint, never_ids) -> list[dict]:
     ]
 
 
+# --- (e) ------------------------------------------------------------------------------------
+
+
+def handoffs(broker_url: str, app, pairs, fake_zoom, fake_recall, in_call_seconds: float) -> None:
+    """Each pair: (launching user, candidate), each with their own API key."""
+    from recallbots.models import Bot
+    from tests.fakes.zoom import send_webhook
+    from zoomauth.models import MeetingActivity, MeetingPresence
+
+    meetings = [str(MEETING_BASE + 300000 + k) for k in range(len(pairs))]
+    # A bot stays in the call until Zoom removes it (its OBF user left, the meeting ended).
+    fake_recall.configure(call_seconds=600)
+    for (_, _), (candidate, candidate_key) in pairs:
+        allowed = requests.patch(
+            broker_url + f"/api/connections/{candidate.public_id}/",
+            json={"allow_obf_for_others": True},
+            headers=candidate_key,
+            timeout=10,
+        )
+        assert allowed.status_code == 200, allowed.text
+    for meeting_id in meetings:
+        fake_zoom.add_meeting(id=meeting_id, host_id="zu_host")
+        fake_zoom.start_meeting(meeting_id)
+    assert until(lambda: MeetingActivity.objects.filter(meeting_id__in=meetings).count() == len(meetings), 60)
+    firsts = []
+    for meeting_id, ((launcher, key), (candidate, _)) in zip(meetings, pairs, strict=True):
+        response = requests.post(
+            broker_url + "/api/bots/",
+            json={
+                "meeting_url": f"https://zoom.us/j/{meeting_id}",
+                "connection": str(launcher.public_id),
+                "token_kinds": ["obf"],
+                "obf_candidates": [str(candidate.public_id)],
+                "handoff": True,
+                "start": "when_user_joins",
+                "wait_minutes": 10,
+            },
+            headers=key,
+            timeout=30,
+        )
+        assert response.status_code == 202 and response.json()["presence"] == "visible", response.text
+        firsts.append(response.json()["id"])
+    for meeting_id, ((launcher, _), _) in zip(meetings, pairs, strict=True):
+        fake_zoom.join(meeting_id, launcher.zoom_user_id)  # her bot is created and goes in
+        time.sleep(HANDOFF_SPACING)  # the floor's creates come as the successors' do
+    in_call = until(
+        lambda: Bot.objects.filter(public_id__in=firsts, status="in_call_recording").count() == len(firsts), 60
+    )
+    assert in_call, "the first bots did not get in the call in a minute"
+    for meeting_id, (_, (candidate, _)) in zip(meetings, pairs, strict=True):
+        fake_zoom.join(meeting_id, candidate.zoom_user_id)
+    candidates = [candidate.pk for _, (candidate, _) in pairs]
+    assert until(lambda: MeetingPresence.objects.present().filter(connection__in=candidates).count() == len(pairs), 60)
+    time.sleep(in_call_seconds)  # the issue's 30 s in the call, scaled down
+
+    # Each launching user leaves at the fake Zoom (the fake Recall removes her bot at once); the
+    # event is sent from here so that its ack is timed here: Zoom's view of the broker.
+    acked = {}
+    for meeting_id, public_id, ((launcher, _), _) in zip(meetings, firsts, pairs, strict=True):
+        event = fake_zoom.leave(meeting_id, launcher.zoom_user_id, hold=True)
+        status, _ = send_webhook(
+            url=app.webhook_url, secret=SECRET, body=json.dumps(event, separators=(",", ":")).encode()
+        )
+        acked[public_id] = time.time()
+        assert status == 200
+        time.sleep(HANDOFF_SPACING)
+
+    successors = Bot.objects.filter(previous_bot__public_id__in=firsts).select_related("previous_bot")
+
+    def all_in_call() -> bool:
+        ids = {bot.recall_id for bot in successors.filter(recall_id__gt="")}
+        spans = [b["in_call"] for b in fake_recall.state()["bots"] if b["id"] in ids]
+        return len(ids) == len(firsts) and all(span for span in spans)
+
+    handed = until(all_in_call, timeout=60)
+    at_recall = {b["id"]: b for b in fake_recall.state()["bots"]}
+    delays, created, floor = [], [], []
+    minted_for_candidate = 0
+    for successor in successors.filter(recall_id__gt=""):
+        first = successor.previous_bot
+        if at_recall.get(successor.recall_id, {}).get("in_call"):
+            delays.append(at_recall[successor.recall_id]["in_call"][0] - acked[str(first.public_id)])
+        created.append(at_recall[successor.recall_id]["received_at"] - acked[str(first.public_id)])
+        floor.append(at_recall[first.recall_id]["in_call"][0] - at_recall[first.recall_id]["received_at"])
+        candidate_pk = first.obf_candidates[0]
+        minted = {f.connection_id for f in successor.token_fetches() if f.kind == "obf" and f.status_code == 200}
+        minted_for_candidate += minted == {candidate_pk}
+    at_once = 0
+    for meeting_id in meetings:
+        spans = [
+            (b["in_call"][0], b["in_call"][1] or float("inf"))
+            for b in at_recall.values()
+            if b["meeting_url"]["meeting_id"] == meeting_id and b["in_call"]
+        ]
+        at_once += sum(1 for i, a in enumerate(spans) for b in spans[i + 1 :] if a[0] < b[1] and b[0] < a[1])
+    notified = sum(n for m, n in fake_recall.state()["host_notified"].items() if m in meetings)
+    print(
+        f"(e) {len(pairs)} hand-offs: the OBF user leaves {in_call_seconds:.0f} s into the call, the candidate in; "
+        f"joins and leaves {HANDOFF_SPACING * 1000:.0f} ms apart"
+    )
+    print(f"  floor: create → in the call at Recall     {spread(floor)}  (the first bots)")
+    print(f"  ack of the leave → successor created      {spread(created)}")
+    print(f"  ack of the leave → successor in the call  {spread(delays)}  | target ≤ 5 s")
+    print(
+        f"    successors in the call: {len(delays)}/{len(pairs)} ({'all' if handed else 'gave up after 60 s'}); "
+        f"OBF minted for the candidate {minted_for_candidate}/{len(pairs)}; two in the call at once: {at_once}; "
+        f"host notified {notified}\n",
+        flush=True,
+    )
+    for meeting_id in meetings:
+        fake_zoom.end_meeting(meeting_id)
+    fake_recall.configure(call_seconds=None)
+
+
 # --- (c) ------------------------------------------------------------------------------------
 
 
@@ -508,7 +630,9 @@ def per_tick_and_event(app, people) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 s loads and 20 bots (else 10 s and 40)")
-    parser.add_argument("--only", choices=["a", "b", "c"], help="a: intake; b: (b) and (d); c: per-tick work")
+    parser.add_argument(
+        "--only", choices=["a", "b", "c", "e"], help="a: intake; b: (b) and (d); c: per-tick work; e: hand-off"
+    )
     args = parser.parse_args()
     seconds, bots = (5, 20) if args.quick else (10, 40)
 
@@ -543,7 +667,8 @@ def main() -> None:
     broker = None
     backend = Backend()
     try:
-        app, people = setup_world(fake_zoom, bots + 10)
+        app, people = setup_world(fake_zoom, bots + 10 + 2 * HANDOFFS)
+        pairs = list(zip(people[bots + 10 :: 2], people[bots + 11 :: 2], strict=True))
         if args.only in (None, "c"):
             per_tick_and_event(app, people)
         if args.only == "c":
@@ -579,6 +704,8 @@ def main() -> None:
             intake(broker.url, app, people, seconds)
         if args.only in (None, "b"):
             joins_and_waits(broker.url, app, people, fake_zoom, fake_recall, backend, endpoint, bots)
+        if args.only in (None, "e"):
+            handoffs(broker.url, app, pairs, fake_zoom, fake_recall, in_call_seconds=3.0 if args.quick else 10.0)
     finally:
         if broker is not None:
             broker.stop()
