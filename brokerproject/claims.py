@@ -64,7 +64,8 @@ def claim_due(
         pks = list(free.values_list("pk", flat=True)[:limit])
         by_pk = rows.model._default_manager.filter(pk__in=pks)
         claim(by_pk, lease, holder=holder, seconds=seconds, **changes)
-        return list(held(by_pk, lease, holder=holder).values_list("pk", flat=True))
+        taken = set(held(by_pk, lease, holder=holder).values_list("pk", flat=True))
+    return [pk for pk in pks if pk in taken]
 
 
 def held(rows: QuerySet, lease: Lease, *, holder: uuid.UUID) -> QuerySet:
