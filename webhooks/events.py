@@ -23,9 +23,10 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django.db.models.functions import Now
 from django.utils import timezone
 
-from brokerproject import http, signing
+from brokerproject import claims, http, signing
 from brokerproject.celery import enqueue_safely
 from brokerproject.retry import backoff
 
@@ -68,25 +69,63 @@ def event_body(event: Event) -> bytes:
 
 # A claimed delivery is not sent by anyone else for this long (the send's timeout and margin).
 SEND_LEASE = timedelta(seconds=SEND_TIMEOUT + 20)
+SEND_CLAIM = claims.Lease(field="next_attempt_at", holder_field="claim_holder")
+SEND_OUTCOME_FIELDS = (
+    "attempts",
+    "last_attempt_at",
+    "last_status_code",
+    "last_error",
+    "status",
+    "delivered_at",
+    "next_attempt_at",
+)
 
 
 def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | None]:
     """One send. Returns (delay before the next try or None, the next delivery to send or None).
 
-    One retry chain per delivery: the send is claimed first by moving `next_attempt_at` ahead (a
-    lease), so a message that arrives early, twice, or beside the sweeper's finds nothing to do.
-    No row lock is held while the receiver answers."""
-    now = timezone.now()
-    claimed = EventDelivery.objects.filter(
-        pk=delivery_id, status=EventDelivery.Status.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=now + SEND_LEASE)
-    if not claimed:
+    One retry chain per delivery: the send is claimed first (brokerproject.claims, a lease on
+    `next_attempt_at` by the database's clock), so a message that arrives early, twice, or beside
+    the sweeper's finds nothing to do. No row lock is held while the receiver answers, and the
+    answer is recorded only while the claim is still this send's."""
+    holder = claims.new_holder()
+    pending = EventDelivery.objects.filter(pk=delivery_id, status=EventDelivery.Status.PENDING)
+    if not claims.claim(pending, SEND_CLAIM, holder=holder, seconds=SEND_LEASE.total_seconds()):
         return None, None
     delivery = EventDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
     if delivery.earlier_pending().exists():
         # In order per connection: the earlier one enqueues this one when it is done.
-        EventDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=now)
+        claims.release(pending, SEND_CLAIM, holder=holder, next_attempt_at=Now())
         return None, None
+    succeeded = _send(delivery)
+    delay = None
+    if succeeded:
+        delivery.status = EventDelivery.Status.DELIVERED
+        delivery.delivered_at = timezone.now()
+    elif timezone.now() - delivery.event.created_at > settings.EVENT_RETRY_PERIOD:
+        delivery.status = EventDelivery.Status.FAILED
+    else:
+        delay = backoff(delivery.attempts, base=10.0, cap=3600.0)
+        delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    outcome = {field: getattr(delivery, field) for field in SEND_OUTCOME_FIELDS}
+    if not claims.release(pending, SEND_CLAIM, holder=holder, **outcome):
+        # The send outlived its claim and another took it over: that one's answer stands.
+        logger.warning(
+            "event delivery outlived its claim: answer not stored", extra={"event_type": delivery.event.type}
+        )
+        return None, None
+    following = None
+    if delivery.status != EventDelivery.Status.PENDING:
+        following = delivery.next_in_line()
+    logger.info(
+        "event delivery",
+        extra={"event_type": delivery.event.type, "status": delivery.status, "attempts": delivery.attempts},
+    )
+    return delay, following
+
+
+def _send(delivery: EventDelivery) -> bool:
+    """POST the signed event; sets the attempt's fields on `delivery` (not saved)."""
     event, endpoint = delivery.event, delivery.endpoint
     body = event_body(event)
     sent_at = int(time.time())
@@ -102,41 +141,13 @@ def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | Non
     delivery.last_attempt_at = timezone.now()
     try:
         response = SESSION.post(endpoint.url, data=body, headers=headers, timeout=SEND_TIMEOUT)
-        delivery.last_status_code = response.status_code
-        delivery.last_error = "" if response.ok else f"HTTP {response.status_code}"
-        succeeded = response.ok
     except Exception as exc:  # noqa: BLE001 - any transport failure is a retry
         delivery.last_status_code = None
         delivery.last_error = f"{type(exc).__name__}"[:300]
-        succeeded = False
-    delay = None
-    if succeeded:
-        delivery.status = EventDelivery.Status.DELIVERED
-        delivery.delivered_at = timezone.now()
-    elif timezone.now() - event.created_at > settings.EVENT_RETRY_PERIOD:
-        delivery.status = EventDelivery.Status.FAILED
-    else:
-        delay = backoff(delivery.attempts, base=10.0, cap=3600.0)
-        delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-    delivery.save(
-        update_fields=[
-            "attempts",
-            "last_attempt_at",
-            "last_status_code",
-            "last_error",
-            "status",
-            "delivered_at",
-            "next_attempt_at",
-        ]
-    )
-    following = None
-    if delivery.status != EventDelivery.Status.PENDING:
-        following = delivery.next_in_line()
-    logger.info(
-        "event delivery",
-        extra={"event_type": event.type, "status": delivery.status, "attempts": delivery.attempts},
-    )
-    return delay, following
+        return False
+    delivery.last_status_code = response.status_code
+    delivery.last_error = "" if response.ok else f"HTTP {response.status_code}"
+    return response.ok
 
 
 def event_deliveries_due(*, grace_seconds: int = 30) -> list[int]:

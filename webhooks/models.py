@@ -76,6 +76,9 @@ class ZoomWebhookDelivery(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
+    # Who holds the forward's claim (brokerproject.claims, on next_attempt_at): the POST runs
+    # under no row lock, and only this holder may record its outcome.
+    claim_holder = models.UUIDField(null=True, blank=True, editable=False)
     last_error = models.CharField(max_length=300, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -240,6 +243,8 @@ class EventDelivery(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
+    # Who holds the send's claim (brokerproject.claims, on next_attempt_at); only it records the answer.
+    claim_holder = models.UUIDField(null=True, blank=True, editable=False)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)

@@ -7,7 +7,7 @@ import requests
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from brokerproject import http, jsonbody
+from brokerproject import claims, http, jsonbody
 from brokerproject.http import parse_retry_after
 from zoomauth import presence
 from zoomauth.models import ZoomApp, ZoomConnection
@@ -126,65 +126,103 @@ def delivery_intake(
     return created_ids
 
 
+# The forward's claim: a POST to Recall may take FORWARD_TIMEOUT per read; a POST that outlives
+# the claim may be repeated by the next holder (Recall takes Zoom's retries the same way), but
+# its answer is then not stored.
+FORWARD_CLAIM = claims.Lease(field="next_attempt_at", holder_field="claim_holder")
+FORWARD_CLAIM_SECONDS = FORWARD_TIMEOUT + 20
+
+
 def delivery_attempt(*, delivery_id: int) -> float | None:
-    """POST the exact bytes once. Returns the delay before the next try, or None when finished."""
-    with transaction.atomic():
-        # Wait for the lock rather than skip: local handling may hold the row for a moment, and a
-        # skipped attempt would sit until the sweeper's grace period passed.
-        delivery = (
-            ZoomWebhookDelivery.objects.select_for_update()
-            .filter(pk=delivery_id, status=ZoomWebhookDelivery.Status.PENDING)
-            .first()
+    """POST the exact bytes once. Returns the delay before the next try, or None when finished
+    (or when another worker holds the claim: that worker owns the retry chain).
+
+    The delivery is claimed first (brokerproject.claims): no row lock is held while Recall
+    answers, and the outcome is recorded only while the claim is still this attempt's."""
+    holder = claims.new_holder()
+    pending = ZoomWebhookDelivery.objects.filter(pk=delivery_id, status=ZoomWebhookDelivery.Status.PENDING)
+    # The UPDATE waits for a row lock rather than skip: local handling may hold the row for a
+    # moment, and a skipped attempt would sit until the sweeper's grace period passed.
+    if not claims.claim(pending, FORWARD_CLAIM, holder=holder, seconds=FORWARD_CLAIM_SECONDS):
+        return _delay_until_due(delivery_id)
+    delivery = ZoomWebhookDelivery.objects.get(pk=delivery_id)
+    started = time.monotonic()
+    status_code, error, retry_after = None, "", None
+    try:
+        response = SESSION.post(
+            delivery.target_url,
+            data=bytes(delivery.body),
+            headers={
+                "Content-Type": delivery.content_type,
+                "x-zm-request-timestamp": delivery.zm_request_timestamp,
+                "x-zm-signature": delivery.zm_signature,
+            },
+            timeout=FORWARD_TIMEOUT,
+            allow_redirects=False,
         )
-        if delivery is None:
-            return None
-        now = timezone.now()
-        if delivery.next_attempt_at > now + timedelta(seconds=1):
-            return (delivery.next_attempt_at - now).total_seconds()
-        started = time.monotonic()
-        status_code, error, retry_after = None, "", None
-        try:
-            response = SESSION.post(
-                delivery.target_url,
-                data=bytes(delivery.body),
-                headers={
-                    "Content-Type": delivery.content_type,
-                    "x-zm-request-timestamp": delivery.zm_request_timestamp,
-                    "x-zm-signature": delivery.zm_signature,
-                },
-                timeout=FORWARD_TIMEOUT,
-                allow_redirects=False,
-            )
-            status_code = response.status_code
-            if status_code == 429:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        except requests.RequestException as exc:
-            error = f"{type(exc).__name__}"
-        latency_ms = int((time.monotonic() - started) * 1000)
-        DeliveryAttempt.objects.create(delivery=delivery, status_code=status_code, latency_ms=latency_ms, error=error)
-        delivery.attempts += 1
-        next_delay = None
-        if status_code is not None and 200 <= status_code < 300:
-            delivery.status = ZoomWebhookDelivery.Status.DELIVERED
-            delivery.delivered_at = timezone.now()
-            delivery.last_error = ""
-        elif status_code is None or status_code >= 500 or status_code in RETRYABLE_STATUSES:
-            delivery.last_error = error or f"HTTP {status_code}"
-            if delivery.schedule_retry(retry_after=retry_after):
-                next_delay = max(0.0, (delivery.next_attempt_at - timezone.now()).total_seconds())
-            else:
-                delivery.status = ZoomWebhookDelivery.Status.FAILED
-                delivery.last_error = f"gave up after {delivery.attempts} attempts: {delivery.last_error}"[:300]
+        status_code = response.status_code
+        if status_code == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    except requests.RequestException as exc:
+        error = f"{type(exc).__name__}"
+    latency_ms = int((time.monotonic() - started) * 1000)
+    next_delay = _forward_outcome(delivery, status_code=status_code, error=error, retry_after=retry_after)
+    with transaction.atomic():
+        stored = claims.release(
+            pending,
+            FORWARD_CLAIM,
+            holder=holder,
+            **{field: getattr(delivery, field) for field in FORWARD_OUTCOME_FIELDS},
+        )
+        if stored:  # delivered and already handled locally: nothing needs the bytes
+            ZoomWebhookDelivery.objects.filter(pk=delivery_id).clear_bodies()
         else:
-            delivery.status = ZoomWebhookDelivery.Status.FAILED
-            delivery.last_error = f"HTTP {status_code}: refused by the target"
-        delivery.clear_body_if_done()  # delivered and already handled locally: nothing needs the bytes
-        delivery.save()
-    logger.info(
+            error = "claim lost (taken over or resolved): outcome not stored"
+            next_delay = None
+        DeliveryAttempt.objects.create(delivery=delivery, status_code=status_code, latency_ms=latency_ms, error=error)
+    log = logger.info if stored else logger.warning
+    log(
         "webhook forward attempt",
         extra={"delivery": delivery.pk, "status": status_code, "error": error, "latency_ms": latency_ms},
     )
     return next_delay
+
+
+FORWARD_OUTCOME_FIELDS = ("attempts", "status", "delivered_at", "last_error", "next_attempt_at")
+
+
+def _forward_outcome(
+    delivery: ZoomWebhookDelivery, *, status_code: int | None, error: str, retry_after: float | None
+) -> float | None:
+    """Set the outcome's fields on `delivery` (not saved); returns the delay before the next try."""
+    delivery.attempts += 1
+    if status_code is not None and 200 <= status_code < 300:
+        delivery.status = ZoomWebhookDelivery.Status.DELIVERED
+        delivery.delivered_at = timezone.now()
+        delivery.last_error = ""
+    elif status_code is None or status_code >= 500 or status_code in RETRYABLE_STATUSES:
+        delivery.last_error = error or f"HTTP {status_code}"
+        if delivery.schedule_retry(retry_after=retry_after):
+            return max(0.0, (delivery.next_attempt_at - timezone.now()).total_seconds())
+        delivery.status = ZoomWebhookDelivery.Status.FAILED
+        delivery.last_error = f"gave up after {delivery.attempts} attempts: {delivery.last_error}"[:300]
+    else:
+        delivery.status = ZoomWebhookDelivery.Status.FAILED
+        delivery.last_error = f"HTTP {status_code}: refused by the target"
+    return None
+
+
+def _delay_until_due(delivery_id: int) -> float | None:
+    """Not claimed: finished, claimed by another worker (None), or not due yet (the wait)."""
+    row = (
+        ZoomWebhookDelivery.objects.filter(pk=delivery_id, status=ZoomWebhookDelivery.Status.PENDING)
+        .values("next_attempt_at", "claim_holder")
+        .first()
+    )
+    if row is None or row["claim_holder"] is not None:
+        return None
+    # At least a second: the database's clock said not yet, whatever this host's says.
+    return max(1.0, (row["next_attempt_at"] - timezone.now()).total_seconds())
 
 
 def delivery_replay(*, delivery: ZoomWebhookDelivery) -> bool:

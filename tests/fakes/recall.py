@@ -89,6 +89,9 @@ class FakeRecall(FakeServer):
                 "webhook_fail_next": [],  # statuses for the next webhook receipts
                 # Zoom events taken (and kept as received) whose answer is then lost.
                 "webhook_drop_next": 0,
+                # Zoom events taken (and kept as received) whose answer waits until the test
+                # calls release_held_webhooks(): Recall slow to answer after doing the work.
+                "webhook_hold_next": 0,
                 # Bot creation only: statuses for the next creates (e.g. [507] * 50: the pool is
                 # empty for a while), and a create that is done but answered late or never.
                 "bot_create_fail_next": [],
@@ -107,6 +110,9 @@ class FakeRecall(FakeServer):
             # Per meeting: each refused OBF join ("someone is waiting to join" to the host).
             self.host_notified: dict[str, int] = {}
             self.threads: list[threading.Thread] = []
+            if getattr(self, "webhook_gate", None) is not None:
+                self.webhook_gate.set()  # a held answer from an earlier test goes out now
+            self.webhook_gate = threading.Event()
 
     def _ok(self, _=None) -> Response:
         return json_response(200, {"ok": True})
@@ -225,6 +231,10 @@ class FakeRecall(FakeServer):
             drop = not fail and self.config["webhook_drop_next"] > 0
             if drop:
                 self.config["webhook_drop_next"] -= 1
+            hold = self.config["webhook_hold_next"] > 0
+            if hold:
+                self.config["webhook_hold_next"] -= 1
+            gate = self.webhook_gate
             self.webhook_receipts.append(
                 {
                     "app": app["id"],
@@ -237,6 +247,8 @@ class FakeRecall(FakeServer):
                     "received_at": time.time(),
                 }
             )
+        if hold:
+            gate.wait(timeout=30)
         if drop:
             return DROP
         if fail:
@@ -669,6 +681,18 @@ class FakeRecall(FakeServer):
     def configure(self, **values) -> None:
         with self.lock:
             self.config.update(values)
+
+    def wait_for_webhook_receipts(self, count: int, timeout: float = 10.0) -> int:
+        """Wait until `count` Zoom events were received (answered or held); returns how many."""
+        deadline = time.time() + timeout
+        while len(self.webhook_receipts) < count and time.time() < deadline:
+            time.sleep(0.01)
+        return len(self.webhook_receipts)
+
+    def release_held_webhooks(self) -> None:
+        with self.lock:
+            self.webhook_gate.set()
+            self.webhook_gate = threading.Event()
 
     def wait_for_bot(self, bot_id: str, code: str, timeout: float = 30.0) -> list[str]:
         deadline = time.time() + timeout

@@ -2,9 +2,13 @@
 library), durable while the receiver is down, in order per connection."""
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection as db
+from django.db.models.functions import Now
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -24,11 +28,19 @@ class Receiver(FakeServer):
         super().__init__()
         self.received: list[dict] = []
         self.status = 200
+        self.hold_next = 0  # answers (decided on arrival) that wait until `gate` is set
+        self.gate = threading.Event()
         self.route("POST", "/hooks", self.hook)
 
     def hook(self, req):
-        self.received.append({"body": req.body, "headers": req.headers})
-        return json_response(self.status, {})
+        with self.lock:
+            self.received.append({"body": req.body, "headers": req.headers})
+            status, hold = self.status, self.hold_next > 0
+            if hold:
+                self.hold_next -= 1
+        if hold:
+            self.gate.wait(timeout=30)
+        return json_response(status, {})
 
 
 @pytest.fixture
@@ -158,3 +170,37 @@ def test_the_admin_shows_an_endpoint_secret_once(client, staff, receiver):
     page = client.get(f"/admin/webhooks/eventendpoint/{endpoint.pk}/change/").content.decode()
     assert endpoint.secret not in page
     assert json.dumps(endpoint.secret) not in client.get("/admin/webhooks/eventendpoint/").content.decode()
+
+
+def test_a_send_that_outlived_its_claim_does_not_overwrite_the_next_holders_answer(connection, endpoint, receiver):
+    """The backend answers the first send late, after the claim ran out and a second send took it
+    over: the second's answer (503, retry later) stands, not the first's late 200."""
+    events.event_emit(type=Event.Type.BOT_STATUS_CHANGED, data={}, connection_id=connection.pk)
+    delivery = EventDelivery.objects.get()
+    receiver.hold_next = 1
+    late: dict = {}
+
+    def first_send():
+        try:
+            late["result"] = events.event_delivery_attempt(delivery_id=delivery.pk)
+        finally:
+            db.close()
+
+    thread = threading.Thread(target=first_send)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(receiver.received) == 1
+        EventDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=Now() - timedelta(seconds=1))
+        receiver.status = 503
+        delay, _ = events.event_delivery_attempt(delivery_id=delivery.pk)
+        assert delay is not None
+    finally:
+        receiver.gate.set()
+        thread.join(timeout=30)
+    assert late == {"result": (None, None)}
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 503)
+    assert delivery.delivered_at is None and delivery.claim_holder is None
