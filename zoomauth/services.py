@@ -231,10 +231,7 @@ def connection_save_grant(
             )
         else:
             connection.wipe_tokens()
-            connection.status = ZoomConnection.Status.ACTIVE
-            connection.revoked_at = None
-            connection.consecutive_failures = 0
-            connection.last_error = ""
+            connection.activate()
         if refused:
             pass  # the owner's URLs and bots go on: the owner did nothing
         elif keeps_urls:
@@ -272,13 +269,7 @@ def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = 
     with transaction.atomic():
         connection = ZoomConnection.objects.select_for_update().select_related("app").get(pk=connection.pk)
         token = connection.access_token or connection.refresh_token
-        connection.wipe_tokens()
-        connection.status = ZoomConnection.Status.REVOKED
-        connection.revoked_at = timezone.now()
-        connection.is_service_account = False
-        connection.last_error = reason[:300]
-        connection.refresh_started_at = None
-        connection.refresh_lease_holder = None
+        connection.revoke(reason=reason)
         _end_connection_secrets(connection)  # a URL someone leaked must not work after a reconnect
         connection.save()
         token_sources.connection_disconnected.send(sender=ZoomConnection, connection_id=connection.pk)
@@ -441,16 +432,11 @@ def _recover_from_invalid_grant(
             return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
         raise ConnectionUnusable("The connection changed while refreshing; try again.", status=connection.status)
     with transaction.atomic():
-        marked = ZoomConnection.objects.filter(
-            pk=connection_id, token_generation=sent_generation, refresh_lease_holder=holder
-        ).update(
-            status=ZoomConnection.Status.NEEDS_RECONNECT,
-            consecutive_failures=F("consecutive_failures") + 1,
-            last_error="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
-            refresh_started_at=None,
-            refresh_lease_holder=None,
-            needs_reconnect_since=timezone.now(),
-            updated_at=timezone.now(),
+        marked = ZoomConnection.objects.mark_needs_reconnect(
+            connection_id=connection_id,
+            token_generation=sent_generation,
+            holder=holder,
+            reason="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
         )
         if marked:
             # In the same transaction: what the receivers record (the customer's event) commits
@@ -674,9 +660,7 @@ def connection_store_refreshed_tokens(
                 raise RefreshLeaseLost("This refresh outlived its lease; its answer was not stored.")
             if stored.token_generation != sent_generation or not stored.is_usable:
                 # Disconnected or reconnected while Zoom answered: that grant is no longer ours.
-                stored.refresh_started_at = None
-                stored.refresh_lease_holder = None
-                stored.save(update_fields=["refresh_started_at", "refresh_lease_holder", "updated_at"])
+                ZoomConnection.objects.release_refresh_lease(connection_id=connection_id, holder=holder)
                 raise ConnectionUnusable("The connection changed while refreshing.", status=stored.status)
             stored.store_tokens(
                 access_token=tokens.access_token,
@@ -701,16 +685,10 @@ def connection_mark_access_token_rejected(*, connection_id: int, token_generatio
     Marked by moving its expiry to now, only while it is still the same token (a concurrent
     refresh may already have replaced it); the next caller then refreshes under the row lock.
     """
-    marked = ZoomConnection.objects.filter(
-        pk=connection_id, token_generation=token_generation, token_source=ZoomConnection.TokenSource.LOCAL
-    ).update(
-        access_token_expires_at=timezone.now(),
-        last_error="Zoom rejected the access token before its expiry; refreshed.",
-        updated_at=timezone.now(),
-    )
+    marked = ZoomConnection.objects.mark_token_rejected(connection_id=connection_id, token_generation=token_generation)
     if marked:
         logger.warning("zoom rejected an access token early", extra={"connection_id": connection_id})
-    return bool(marked)
+    return marked
 
 
 def connection_refresh_if_due(*, connection_id: int) -> bool:
