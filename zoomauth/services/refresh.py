@@ -25,8 +25,8 @@ from brokerproject.celery import enqueue_safely
 from brokerproject.crypto import secret_hash
 from brokerproject.dbpool import hand_back_connection
 
-from . import singleflight, token_sources, zoom
-from .models import CallbackGrant, ZoomApp, ZoomConnection, ZoomMeeting
+from .. import singleflight, token_sources, zoom
+from ..models import CallbackGrant, ZoomApp, ZoomConnection, ZoomMeeting
 
 logger = logging.getLogger(__name__)
 
