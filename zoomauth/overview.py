@@ -14,31 +14,16 @@ from django.utils.timesince import timesince
 from brokerproject.overview import Figure, Panel, changelist, percentile_from_buckets, since, sparkline
 
 from .models import CallbackHourStat, CallbackLog, ZoomConnection
+from .selectors import connection_counts_by_status
 
 NEEDS_RECONNECT_LISTED = 10
-
-
-def expiring_without_refresh(queryset, *, now=None):
-    """Active, locally held tokens with less than ACCESS_TOKEN_MIN_VALIDITY left: beat should have
-    refreshed them at ZOOM_REFRESH_WINDOW. A few for a moment is a refresh in flight; many, or
-    for long, is beat or Zoom failing."""
-    now = now or timezone.now()
-    return queryset.filter(
-        status=ZoomConnection.Status.ACTIVE,
-        token_source=ZoomConnection.TokenSource.LOCAL,
-        access_token_expires_at__lt=now + settings.ACCESS_TOKEN_MIN_VALIDITY,
-    )
-
-
-def failing(queryset):
-    return queryset.filter(status=ZoomConnection.Status.ACTIVE, consecutive_failures__gt=0)
 
 
 def connections_panel(request) -> Panel | None:
     if not request.user.has_perm("zoomauth.view_zoomconnection"):
         return None
     label = "zoomauth.zoomconnection"
-    by_status = dict(ZoomConnection.objects.values_list("status").annotate(n=Count("pk")))
+    by_status = connection_counts_by_status()
     day_ago = timezone.now() - timedelta(hours=24)
     counts = ZoomConnection.objects.aggregate(
         refreshed=Count("pk", filter=Q(last_refreshed_at__gte=day_ago)),

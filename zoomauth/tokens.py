@@ -3,7 +3,7 @@ this budget". Knows nothing of HTTP; the view maps a TokenUnavailable's category
 
 Rules:
 - The access token comes from the row the caller already read; Zoom is asked only when it has
-  too little life left (refreshed under the connection's lease, services.py). A callback waits
+  too little life left (refreshed under the connection's lease, services/refresh.py). A callback waits
   for a refresh only as long as its budget; the refresh itself runs on to Zoom's answer.
 - A Zoom 401 on a mint (Zoom killed the access token before its announced expiry) marks the
   token dead so no callback serves it again, refreshes once under the lock and mints again, all
@@ -24,7 +24,7 @@ from django.conf import settings
 
 from . import zoom
 from .models import CallbackLog, ZoomConnection
-from .services import (
+from .services.refresh import (
     ConnectionUnusable,
     RefreshPending,
     connection_fresh_access_token,

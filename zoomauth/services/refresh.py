@@ -1,8 +1,9 @@
-import base64
-import hashlib
+"""The refresh engine: an access token fresh enough for its caller, refreshed at most once at a time
+per connection across processes (a lease on the row, by the database's clock), and what Zoom's
+answer changes (rotated tokens stored, or the grant dead and the connection needs reconnect)."""
+
 import logging
 import os
-import secrets
 import threading
 import time
 import uuid
@@ -13,26 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import connections as db_connections
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
-from encrypted_model_fields.fields import decrypt_str, encrypt_str
 
 from brokerproject import metrics
-from brokerproject.celery import enqueue_safely
-from brokerproject.crypto import secret_hash
 from brokerproject.dbpool import hand_back_connection
 
-from .. import singleflight, token_sources, zoom
-from ..models import CallbackGrant, ZoomApp, ZoomConnection, ZoomMeeting
+from .. import signals, token_sources, zoom
+from ..models import ZoomConnection
 
 logger = logging.getLogger(__name__)
-
-SESSION_KEY = "zoom_oauth_pending"
-STATE_MAX_AGE = timedelta(minutes=10)
-MAX_PENDING_STATES = 5
 
 
 class ConnectionUnusable(Exception):
@@ -43,16 +35,6 @@ class ConnectionUnusable(Exception):
         self.status = status
 
 
-class ConnectFlowError(Exception):
-    """A failed connect attempt: what to tell the person, the HTTP status for the page, and a
-    short code for the customer's return_url (`status=error&reason=<code>`)."""
-
-    def __init__(self, message: str, *, http_status: int, reason: str = "connect_failed"):
-        super().__init__(message)
-        self.http_status = http_status
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class FreshToken:
     token: str
@@ -61,394 +43,6 @@ class FreshToken:
 
     def __repr__(self) -> str:
         return f"FreshToken(expires_at={self.expires_at.isoformat()}, zoom_calls={self.zoom_calls})"
-
-
-# --- connect flow ----------------------------------------------------------------------------
-
-
-def _pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(64)[:96]
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
-def connection_start_authorization(
-    *, session, app: ZoomApp, for_user_id: int | None = None, return_url: str = ""
-) -> str:
-    """Remember a single-use state and PKCE verifier in the session; return Zoom's authorize URL.
-
-    `for_user_id` and `return_url` come from a connect session (a link made by the customer's
-    backend): the grant goes to that user without a sign-in, and the browser goes back to
-    `return_url` afterwards."""
-    state = secrets.token_urlsafe(32)
-    verifier, challenge = _pkce_pair()
-    pending = session.get(SESSION_KEY, {})
-    # Keep the few newest, so two tabs work but the session cannot grow without bound.
-    newest = sorted(pending.items(), key=lambda item: item[1]["created_at"])[-(MAX_PENDING_STATES - 1) :]
-    pending = dict(newest)
-    pending[state] = {
-        "app_id": app.pk,
-        "verifier": verifier,
-        "created_at": time.time(),
-        "user_id": for_user_id,
-        "return_url": return_url,
-    }
-    session[SESSION_KEY] = pending
-    return zoom.authorize_url(
-        client_id=app.client_id, redirect_uri=app.redirect_uri, state=state, code_challenge=challenge
-    )
-
-
-def connection_pending(*, session, state: str) -> dict | None:
-    """The pending attempt for `state`, left in place (to know whom it is for before finishing)."""
-    return session.get(SESSION_KEY, {}).get(state) if state else None
-
-
-def connection_abandon_authorization(*, session, state: str) -> dict | None:
-    """Zoom sent the user back without a code (denied, or an error): forget the attempt."""
-    pending = session.get(SESSION_KEY, {})
-    entry = pending.pop(state, None) if state else None
-    session[SESSION_KEY] = pending
-    return entry
-
-
-def _pop_pending(session, state: str) -> dict:
-    pending = session.get(SESSION_KEY, {})
-    entry = pending.pop(state, None) if state else None
-    session[SESSION_KEY] = pending
-    if entry is None:
-        raise ConnectFlowError(
-            "This sign-in link is unknown or was already used. Start the connection again from this site.",
-            http_status=400,
-            reason="invalid_state",
-        )
-    if time.time() - entry["created_at"] > STATE_MAX_AGE.total_seconds():
-        raise ConnectFlowError(
-            "This sign-in attempt expired. Start the connection again.", http_status=400, reason="expired"
-        )
-    return entry
-
-
-def connection_complete_authorization(*, session, user, state: str, code: str) -> ZoomConnection:
-    entry = _pop_pending(session, state)
-    if entry.get("user_id"):
-        user = get_user_model().objects.filter(pk=entry["user_id"]).first()
-        if user is None:
-            raise ConnectFlowError("This connect link's user no longer exists.", http_status=400, reason="no_user")
-    if not code:
-        raise ConnectFlowError(
-            "Zoom sent no authorization code. Start the connection again.", http_status=400, reason="no_code"
-        )
-    app = ZoomApp.objects.filter(pk=entry["app_id"]).first()
-    if app is None:
-        raise ConnectFlowError(
-            "This Zoom app no longer exists. Ask an administrator.", http_status=400, reason="no_app"
-        )
-
-    if app.credential_mode == ZoomApp.CredentialMode.RECALL_MANAGED:
-        # The code goes to the keeper of the tokens (Recall), which exchanges it itself.
-        try:
-            source = token_sources.source_for(ZoomConnection.TokenSource.RECALL)
-        except token_sources.TokenSourceError:
-            raise ConnectFlowError(
-                "Recall-managed connections are not available here. Ask an administrator.", http_status=503
-            ) from None
-        return source.complete_authorization(
-            user=user, app=app, code=code, redirect_uri=app.redirect_uri, code_verifier=entry["verifier"]
-        )
-
-    try:
-        tokens = zoom.exchange_code(
-            client_id=app.client_id,
-            client_secret=app.client_secret,
-            code=code,
-            redirect_uri=app.redirect_uri,
-            code_verifier=entry["verifier"],
-        )
-        me = zoom.get_me(access_token=tokens.access_token)
-    except zoom.ZoomInvalidGrantError:
-        raise ConnectFlowError(
-            "Zoom did not accept the authorization (it expired or was already used). Connect again.",
-            http_status=400,
-            reason="invalid_grant",
-        ) from None
-    except zoom.ZoomRetryableError as exc:
-        logger.warning("zoom connect failed: %s", exc, extra={"app": app.pk})
-        raise ConnectFlowError(
-            "Zoom is not answering right now. Wait a minute and connect again.",
-            http_status=503,
-            reason="zoom_unavailable",
-        ) from None
-    except zoom.ZoomPermanentError as exc:
-        logger.warning("zoom connect refused: %s", exc, extra={"app": app.pk})
-        raise ConnectFlowError(
-            "Zoom refused the connection. Check the app's credentials and scopes, then connect again.",
-            http_status=502,
-            reason="zoom_refused",
-        ) from None
-
-    return connection_save_grant(user=user, app=app, me=me, tokens=tokens)
-
-
-def connection_save_grant(
-    *, user, app: ZoomApp, me: zoom.ZoomUser, tokens: zoom.TokenSet | None, token_source: str = "local"
-) -> ZoomConnection:
-    """Create the connection, or replace the tokens of the existing one (reconnect).
-
-    A Zoom account connected for one of the customer's users is never moved to another by a
-    consent (a forwarded or phished connect link): the new tokens (the same Zoom user's) go to the
-    owner's connection, the owner is told (connection_claim_refused) and the person who finished
-    the consent gets ConnectFlowError. A revoked connection may be connected by anyone.
-
-    The owner's consent on a connection that is active or needs reconnecting keeps what works: the
-    callback secret and every bot's URLs stay (bots scheduled before fetch valid tokens after it).
-    A revoked connection, or one taken by another user, starts over with a new secret."""
-    refused = False
-    keeps_urls = False
-    with transaction.atomic():
-        connection = ZoomConnection.objects.select_for_update().filter(
-            app=app, zoom_user_id=me.id
-        ).first() or ZoomConnection(app=app, zoom_user_id=me.id)
-        if connection.pk and connection.user_id != user.pk:
-            if connection.status != ZoomConnection.Status.REVOKED:
-                refused = True
-            else:
-                logger.info("revoked zoom connection taken by another user", extra={"connection": connection.public_id})
-        elif connection.pk:
-            keeps_urls = connection.status in (ZoomConnection.Status.ACTIVE, ZoomConnection.Status.NEEDS_RECONNECT)
-        if not refused:
-            connection.user = user
-        connection.zoom_account_id = me.account_id
-        connection.email = me.email
-        connection.pmi = me.pmi
-        connection.token_source = token_source
-        if tokens is not None:
-            connection.store_tokens(
-                access_token=tokens.access_token,
-                refresh_token=tokens.refresh_token,
-                expires_in=tokens.expires_in,
-                scope=tokens.scope,
-            )
-        else:
-            connection.wipe_tokens()
-            connection.activate()
-        if refused:
-            pass  # the owner's URLs and bots go on: the owner did nothing
-        elif keeps_urls:
-            pass  # the owner's reconnect: new tokens, the same URLs
-        elif connection.pk:
-            _end_connection_secrets(connection)  # revoked before: URLs from before stay dead
-        else:
-            connection.rotate_callback_secret()
-        connection.save()
-        # In the transaction: the customer's event commits with the grant or not at all.
-        if refused:
-            token_sources.connection_claim_refused.send(
-                sender=ZoomConnection, connection_id=connection.pk, claimed_by_user_id=user.pk
-            )
-        else:
-            token_sources.connection_connected.send(sender=ZoomConnection, connection_id=connection.pk)
-    singleflight.forget(connection.zak_share_key)
-    if refused:
-        logger.warning("zoom connection claimed by another user: refused", extra={"connection": connection.public_id})
-        raise ConnectFlowError(
-            "This Zoom account is already connected for another user of this service, so it was not moved to "
-            "you. Its owner has been told. If it should be yours, ask them (or an administrator) to disconnect "
-            "it first, then connect again.",
-            http_status=409,
-            reason="connected_to_another_user",
-        )
-    logger.info("zoom connection saved", extra={"connection": connection.public_id, "app": app.pk})
-    return connection
-
-
-def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = True, reason: str = "") -> None:
-    """Wipe the tokens and keep the row as revoked, at once; the revoke at Zoom (best effort) and
-    what other apps do remotely (Recall's credential) run as tasks after the commit, so this
-    answers without waiting on Zoom or Recall."""
-    with transaction.atomic():
-        connection = ZoomConnection.objects.select_for_update().select_related("app").get(pk=connection.pk)
-        token = connection.access_token or connection.refresh_token
-        connection.revoke(reason=reason)
-        _end_connection_secrets(connection)  # a URL someone leaked must not work after a reconnect
-        connection.save()
-        token_sources.connection_disconnected.send(sender=ZoomConnection, connection_id=connection.pk)
-        if revoke_at_zoom and token and connection.token_source == ZoomConnection.TokenSource.LOCAL:
-            sealed = encrypt_str(token).decode()  # the queue holds ciphertext only
-            app_id = connection.app_id
-            transaction.on_commit(lambda: enqueue_safely("zoomauth.tasks.token_revoke_at_zoom", app_id, sealed))
-    singleflight.forget(connection.zak_share_key)
-    logger.info("zoom connection disconnected", extra={"connection": connection.public_id})
-
-
-def token_revoke_at_zoom(*, app_id: int, sealed_token: str) -> None:
-    """Revoke a disconnected connection's grant at Zoom. ZoomRetryableError is the task's to retry."""
-    app = ZoomApp.objects.filter(pk=app_id).first()
-    if app is None:
-        return
-    try:
-        zoom.revoke_token(client_id=app.client_id, client_secret=app.client_secret, token=decrypt_str(sealed_token))
-    except zoom.ZoomPermanentError as exc:
-        logger.info("zoom revoke refused (ignored): %s", exc, extra={"app": app_id})
-
-
-def connection_rotate_callback_secret(*, connection: ZoomConnection) -> str:
-    """A new callback secret: the old URLs stop working at once. Apps holding the URLs (Recall's
-    customer-managed credential) are told through callback_secret_rotated."""
-    raw = connection.rotate_callback_secret()
-    connection.save(
-        update_fields=["callback_secret", "callback_secret_hash", "callback_secret_rotated_at", "updated_at"]
-    )
-    transaction.on_commit(
-        lambda: token_sources.callback_secret_rotated.send(sender=ZoomConnection, connection_id=connection.pk)
-    )
-    return raw
-
-
-# --- who sees callback URLs -----------------------------------------------------------------
-
-
-def record_reveal(*, user, connections: list[ZoomConnection], where: str) -> None:
-    """Someone saw these connections' full callback URLs: written to each one's history (the
-    admin's log: who and when)."""
-    from django.contrib.admin.models import CHANGE, LogEntry
-    from django.contrib.contenttypes.models import ContentType
-
-    if not connections:
-        return
-    content_type = ContentType.objects.get_for_model(ZoomConnection)
-    LogEntry.objects.bulk_create(
-        LogEntry(
-            user_id=user.pk,
-            content_type=content_type,
-            object_id=str(connection.pk),
-            object_repr=str(connection)[:200],
-            action_flag=CHANGE,
-            change_message=f"Revealed the callback URLs (with their secret) {where}.",
-        )
-        for connection in connections
-    )
-
-
-SHARING_SETTINGS = {
-    "allow_join_tokens_for_others": "join tokens for other users' bots",
-    "allow_obf_for_others": "OBF for other users' bots",
-}
-
-
-def connection_set_sharing(*, connection: ZoomConnection, by_user, changes: dict[str, bool], where: str) -> None:
-    """The owner's choice to lend this grant to other users' bots (set by the owner, or relayed by
-    the customer's backend): saved, and each change written to the connection's history."""
-    from django.contrib.admin.models import CHANGE, LogEntry
-    from django.contrib.contenttypes.models import ContentType
-
-    changed = {name: value for name, value in changes.items() if getattr(connection, name) != value}
-    if not changed:
-        return
-    for name, value in changed.items():
-        setattr(connection, name, value)
-    connection.save(update_fields=[*changed, "updated_at"])
-    LogEntry.objects.bulk_create(
-        LogEntry(
-            user_id=by_user.pk,
-            content_type=ContentType.objects.get_for_model(ZoomConnection),
-            object_id=str(connection.pk),
-            object_repr=str(connection)[:200],
-            action_flag=CHANGE,
-            change_message=f"Set “{SHARING_SETTINGS[name]}” {'on' if value else 'off'} {where}.",
-        )
-        for name, value in changed.items()
-    )
-
-
-# --- bots' own callback credentials ----------------------------------------------------------
-
-
-def callback_grant_issue(
-    *,
-    connection: ZoomConnection,
-    kinds: list[str],
-    meeting_id: str,
-    holder: str,
-    until: datetime,
-    bypass_waiting_room: bool = False,
-    obf_candidates: list[ZoomConnection] | None = None,
-) -> tuple[CallbackGrant, str]:
-    """A credential for one bot's token URLs: these kinds, from this connection, for this
-    meeting, until `until` (ended earlier by callback_grants_end). Returns it and its secret,
-    which is kept only hashed."""
-    raw = secrets.token_urlsafe(32)
-    grant = CallbackGrant.objects.create(
-        connection=connection,
-        secret_hash=secret_hash(raw),
-        kinds=sorted(set(kinds)),
-        meeting_id=meeting_id[:20],
-        holder=holder[:100],
-        expires_at=until,
-        bypass_waiting_room=bypass_waiting_room,
-        obf_candidates=[candidate.pk for candidate in obf_candidates or ()],
-    )
-    return grant, raw
-
-
-def callback_grants_end(*, holder: str, grace: timedelta = timedelta(0)) -> int:
-    """The holder (a bot) ended: its URLs work for `grace` more, then never again."""
-    until = timezone.now() + grace
-    return CallbackGrant.objects.filter(holder=holder[:100], expires_at__gt=until).update(expires_at=until)
-
-
-def callback_grants_reopen(*, holder: str, until: datetime) -> int:
-    """The holder turned out to exist after all (a bot whose create answer was lost): its URLs
-    work again, while their connection's secret has not changed since."""
-    return (
-        CallbackGrant.objects.filter(holder=holder[:100], created_at__gte=F("connection__callback_secret_rotated_at"))
-        .filter(connection__status=ZoomConnection.Status.ACTIVE)
-        .update(expires_at=until)
-    )
-
-
-def _end_connection_secrets(connection: ZoomConnection) -> None:
-    """Revoke, or a revoked connection connected again: every URL made before (the connection's
-    and its bots') stops working."""
-    connection.rotate_callback_secret()
-    CallbackGrant.objects.filter(connection=connection).live().update(expires_at=timezone.now())
-
-
-# --- fresh tokens ----------------------------------------------------------------------------
-
-
-def _recover_from_invalid_grant(
-    *, connection_id: int, sent_generation: int, min_validity: timedelta, holder: uuid.UUID
-) -> FreshToken:
-    """Zoom said invalid_grant. If someone else rotated the tokens meanwhile, it was a lost race:
-    use the winner's tokens. If not, and the lease is still ours, the grant is dead and the user
-    must reconnect. A holder whose lease was taken over marks nothing: the new holder's answer
-    (it may hold the live tokens) decides."""
-    connection = ZoomConnection.objects.get(pk=connection_id)
-    if connection.token_generation != sent_generation:
-        ZoomConnection.objects.release_refresh_lease(connection_id=connection_id, holder=holder)
-        if connection.is_usable and not connection.expires_within(min_validity):
-            logger.info("refresh race lost; using the winner's token", extra={"connection": connection.public_id})
-            return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
-        raise ConnectionUnusable("The connection changed while refreshing; try again.", status=connection.status)
-    with transaction.atomic():
-        marked = ZoomConnection.objects.mark_needs_reconnect(
-            connection_id=connection_id,
-            token_generation=sent_generation,
-            holder=holder,
-            reason="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
-        )
-        if marked:
-            # In the same transaction: what the receivers record (the customer's event) commits
-            # with the state change or not at all.
-            token_sources.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
-    if not marked:
-        logger.warning(
-            "refresh outlived its lease; invalid_grant left to the new holder", extra={"connection_id": connection_id}
-        )
-        raise RefreshLeaseLost("This refresh outlived its lease; another refresh of the connection decides.")
-    logger.warning("zoom grant is dead; connection needs reconnect", extra={"connection": connection.public_id})
-    raise ConnectionUnusable("The Zoom connection must be reconnected.", status=ZoomConnection.Status.NEEDS_RECONNECT)
 
 
 class RefreshPending(zoom.ZoomRetryableError):
@@ -679,6 +273,40 @@ def connection_store_refreshed_tokens(
     return stored
 
 
+def _recover_from_invalid_grant(
+    *, connection_id: int, sent_generation: int, min_validity: timedelta, holder: uuid.UUID
+) -> FreshToken:
+    """Zoom said invalid_grant. If someone else rotated the tokens meanwhile, it was a lost race:
+    use the winner's tokens. If not, and the lease is still ours, the grant is dead and the user
+    must reconnect. A holder whose lease was taken over marks nothing: the new holder's answer
+    (it may hold the live tokens) decides."""
+    connection = ZoomConnection.objects.get(pk=connection_id)
+    if connection.token_generation != sent_generation:
+        ZoomConnection.objects.release_refresh_lease(connection_id=connection_id, holder=holder)
+        if connection.is_usable and not connection.expires_within(min_validity):
+            logger.info("refresh race lost; using the winner's token", extra={"connection": connection.public_id})
+            return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
+        raise ConnectionUnusable("The connection changed while refreshing; try again.", status=connection.status)
+    with transaction.atomic():
+        marked = ZoomConnection.objects.mark_needs_reconnect(
+            connection_id=connection_id,
+            token_generation=sent_generation,
+            holder=holder,
+            reason="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
+        )
+        if marked:
+            # In the same transaction: what the receivers record (the customer's event) commits
+            # with the state change or not at all.
+            signals.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
+    if not marked:
+        logger.warning(
+            "refresh outlived its lease; invalid_grant left to the new holder", extra={"connection_id": connection_id}
+        )
+        raise RefreshLeaseLost("This refresh outlived its lease; another refresh of the connection decides.")
+    logger.warning("zoom grant is dead; connection needs reconnect", extra={"connection": connection.public_id})
+    raise ConnectionUnusable("The Zoom connection must be reconnected.", status=ZoomConnection.Status.NEEDS_RECONNECT)
+
+
 def connection_mark_access_token_rejected(*, connection_id: int, token_generation: int) -> bool:
     """Zoom refused this access token before its announced expiry: no callback may serve it again.
 
@@ -706,39 +334,3 @@ def connection_refresh_if_due(*, connection_id: int) -> bool:
         refresh_if_refreshed_before=now - settings.ZOOM_REFRESH_KEEPALIVE if keepalive_due else None,
     )
     return result.zoom_calls > 0
-
-
-def connection_for_zoom_user(*, app: ZoomApp, zoom_user_id: str) -> ZoomConnection | None:
-    return ZoomConnection.objects.filter(app=app, zoom_user_id=zoom_user_id).first() if zoom_user_id else None
-
-
-def connection_update_pmi(*, connection: ZoomConnection, pmi: str) -> None:
-    """Zoom says the user's personal meeting ID changed (user.updated)."""
-    ZoomConnection.objects.filter(pk=connection.pk).update(pmi=pmi[:20], updated_at=timezone.now())
-
-
-def meeting_record_host(*, meeting_id: str, host: ZoomConnection, topic: str = "") -> None:
-    """Zoom says this connection hosts this meeting (meeting.created): join tokens come from it."""
-    ZoomMeeting.objects.update_or_create(
-        meeting_id=meeting_id[:20], defaults={"host_connection": host, "topic": topic[:300]}
-    )
-
-
-def connection_for_meeting(*, meeting_id: str) -> ZoomConnection | None:
-    """The host's connection for a meeting: meeting.created mapping first, then the PMI."""
-    mapping = ZoomMeeting.objects.select_related("host_connection").filter(meeting_id=meeting_id).first()
-    if mapping is not None:
-        return mapping.host_connection
-    return ZoomConnection.objects.filter(pmi=meeting_id).exclude(status=ZoomConnection.Status.REVOKED).first()
-
-
-def connection_gauges():
-    """/metrics, read at each scrape: connections by status (whichever process changed them)."""
-    from django.db.models import Count
-    from prometheus_client.core import GaugeMetricFamily
-
-    family = GaugeMetricFamily("broker_connections", "Zoom connections by status.", labels=["status"])
-    counts = dict(ZoomConnection.objects.values_list("status").annotate(n=Count("pk")))
-    for status in ZoomConnection.Status.values:
-        family.add_metric([status], counts.get(status, 0))
-    yield family
