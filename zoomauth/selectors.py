@@ -1,8 +1,10 @@
 """Reads of zoomauth's rows that several places need: the views, the admin and its overview, the
 callbacks, the other apps."""
 
+from datetime import timedelta
+
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from .models import ZoomApp, ZoomConnection, ZoomMeeting
@@ -22,6 +24,33 @@ def connection_for_meeting(*, meeting_id: str) -> ZoomConnection | None:
 
 def connection_counts_by_status() -> dict[str, int]:
     return dict(ZoomConnection.objects.values_list("status").annotate(n=Count("pk")))
+
+
+def connection_health_counts() -> dict[str, int]:
+    """The overview's figures in one aggregate: refreshed in 24 h, failing, expiring without refresh
+    (the same sets as failing() and expiring_without_refresh() below)."""
+    now = timezone.now()
+    return ZoomConnection.objects.aggregate(
+        refreshed=Count("pk", filter=Q(last_refreshed_at__gte=now - timedelta(hours=24))),
+        failing=Count("pk", filter=Q(status=ZoomConnection.Status.ACTIVE, consecutive_failures__gt=0)),
+        expiring=Count(
+            "pk",
+            filter=Q(
+                status=ZoomConnection.Status.ACTIVE,
+                token_source=ZoomConnection.TokenSource.LOCAL,
+                access_token_expires_at__lt=now + settings.ACCESS_TOKEN_MIN_VALIDITY,
+            ),
+        ),
+    )
+
+
+def connections_needing_reconnect(*, limit: int) -> list[ZoomConnection]:
+    """Who must connect again, the newest refusal first."""
+    return list(
+        ZoomConnection.objects.filter(status=ZoomConnection.Status.NEEDS_RECONNECT)
+        .select_related("user")
+        .order_by("-needs_reconnect_since", "-updated_at")[:limit]
+    )
 
 
 def connection_gauges():

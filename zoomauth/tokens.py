@@ -206,6 +206,18 @@ def _payload_for_waiters(exc: Exception) -> dict:
 # --- Zoom calls within the budget ------------------------------------------------------------
 
 
+def _wait_for_retry(budget: Budget, exc: zoom.ZoomRetryableError, attempt: int) -> float:
+    """How long to wait before trying Zoom again, or TokenUnavailable when the budget cannot hold it."""
+    wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt
+    if budget.remaining() - wait >= 0.5:
+        return wait
+    if exc.status == 429:
+        raise TokenUnavailable(
+            Category.RATE_LIMITED, "Zoom is rate-limiting this account; try again.", retry_after=int(wait) + 1
+        ) from None
+    raise TokenUnavailable(Category.ZOOM_FAILED, f"Zoom failed: {exc}.", retry_after=5) from None
+
+
 class _Rejected(Exception):
     """Zoom rejected the access token (401): the caller refreshes once."""
 
@@ -233,16 +245,7 @@ def _within_budget(budget: Budget, fn: Callable[[float], T], *, count: bool = Fa
             ) from None
         except zoom.ZoomRetryableError as exc:
             budget.zoom_calls += 1
-            wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt
-            if budget.remaining() - wait < 0.5:
-                if exc.status == 429:
-                    raise TokenUnavailable(
-                        Category.RATE_LIMITED,
-                        "Zoom is rate-limiting this account; try again.",
-                        retry_after=int(wait) + 1,
-                    ) from None
-                raise TokenUnavailable(Category.ZOOM_FAILED, f"Zoom failed: {exc}.", retry_after=5) from None
-            time.sleep(wait)
+            time.sleep(_wait_for_retry(budget, exc, attempt))
         except TokenSourceError as exc:
             # Where the tokens live (Recall, for Recall-managed connections) failed: its error,
             # not Zoom's. Retried within the budget when it may pass.

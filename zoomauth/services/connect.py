@@ -133,15 +133,21 @@ def connection_complete_authorization(*, session, user, state: str, code: str) -
             user=user, app=app, code=code, redirect_uri=app.redirect_uri, code_verifier=entry["verifier"]
         )
 
+    tokens, me = _exchange_code(app=app, code=code, code_verifier=entry["verifier"])
+    return connection_save_grant(user=user, app=app, me=me, tokens=tokens)
+
+
+def _exchange_code(*, app: ZoomApp, code: str, code_verifier: str) -> tuple[zoom.TokenSet, zoom.ZoomUser]:
+    """Zoom's tokens for the code, and whose they are; Zoom's failures as what to tell the person."""
     try:
         tokens = zoom.exchange_code(
             client_id=app.client_id,
             client_secret=app.client_secret,
             code=code,
             redirect_uri=app.redirect_uri,
-            code_verifier=entry["verifier"],
+            code_verifier=code_verifier,
         )
-        me = zoom.get_me(access_token=tokens.access_token)
+        return tokens, zoom.get_me(access_token=tokens.access_token)
     except zoom.ZoomInvalidGrantError:
         raise ConnectFlowError(
             "Zoom did not accept the authorization (it expired or was already used). Connect again.",
@@ -163,8 +169,6 @@ def connection_complete_authorization(*, session, user, state: str, code: str) -
             reason="zoom_refused",
         ) from None
 
-    return connection_save_grant(user=user, app=app, me=me, tokens=tokens)
-
 
 def connection_save_grant(
     *, user, app: ZoomApp, me: zoom.ZoomUser, tokens: zoom.TokenSet | None, token_source: str = "local"
@@ -179,35 +183,14 @@ def connection_save_grant(
     The owner's consent on a connection that is active or needs reconnecting keeps what works: the
     callback secret and every bot's URLs stay (bots scheduled before fetch valid tokens after it).
     A revoked connection, or one taken by another user, starts over with a new secret."""
-    refused = False
-    keeps_urls = False
     with transaction.atomic():
         connection = ZoomConnection.objects.select_for_update().filter(
             app=app, zoom_user_id=me.id
         ).first() or ZoomConnection(app=app, zoom_user_id=me.id)
-        if connection.pk and connection.user_id != user.pk:
-            if connection.status != ZoomConnection.Status.REVOKED:
-                refused = True
-            else:
-                logger.info("revoked zoom connection taken by another user", extra={"connection": connection.public_id})
-        elif connection.pk:
-            keeps_urls = connection.status in (ZoomConnection.Status.ACTIVE, ZoomConnection.Status.NEEDS_RECONNECT)
+        refused, keeps_urls = _consent_outcome(connection, user)
         if not refused:
             connection.user = user
-        connection.zoom_account_id = me.account_id
-        connection.email = me.email
-        connection.pmi = me.pmi
-        connection.token_source = token_source
-        if tokens is not None:
-            connection.store_tokens(
-                access_token=tokens.access_token,
-                refresh_token=tokens.refresh_token,
-                expires_in=tokens.expires_in,
-                scope=tokens.scope,
-            )
-        else:
-            connection.wipe_tokens()
-            connection.activate()
+        _store_grant(connection, me=me, tokens=tokens, token_source=token_source)
         if refused:
             pass  # the owner's URLs and bots go on: the owner did nothing
         elif keeps_urls:
@@ -236,6 +219,34 @@ def connection_save_grant(
         )
     logger.info("zoom connection saved", extra={"connection": connection.public_id, "app": app.pk})
     return connection
+
+
+def _consent_outcome(connection: ZoomConnection, user) -> tuple[bool, bool]:
+    """(refused: the connection is another user's, keeps_urls: the owner's reconnect)."""
+    if connection.pk and connection.user_id != user.pk:
+        if connection.status != ZoomConnection.Status.REVOKED:
+            return True, False
+        logger.info("revoked zoom connection taken by another user", extra={"connection": connection.public_id})
+        return False, False
+    keeps_urls = connection.status in (ZoomConnection.Status.ACTIVE, ZoomConnection.Status.NEEDS_RECONNECT)
+    return False, bool(connection.pk) and keeps_urls
+
+
+def _store_grant(connection: ZoomConnection, *, me: zoom.ZoomUser, tokens: zoom.TokenSet | None, token_source: str):
+    connection.zoom_account_id = me.account_id
+    connection.email = me.email
+    connection.pmi = me.pmi
+    connection.token_source = token_source
+    if tokens is not None:
+        connection.store_tokens(
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_in=tokens.expires_in,
+            scope=tokens.scope,
+        )
+    else:  # the tokens are kept elsewhere (Recall-managed)
+        connection.wipe_tokens()
+        connection.activate()
 
 
 def connection_disconnect(*, connection: ZoomConnection, revoke_at_zoom: bool = True, reason: str = "") -> None:
