@@ -172,6 +172,11 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # connections are made by their users through Zoom's consent screen
 
+    def save_model(self, request, obj, form, change):
+        # Only what staff changed: a full save would write back the tokens, state and lease read
+        # with the form, and a refresh stored meanwhile (Zoom rotated the refresh token) be lost.
+        obj.save(update_fields=[*form.changed_data, "updated_at"])
+
     def get_queryset(self, request):
         latest = CallbackLog.objects.filter(connection=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]
         return super().get_queryset(request).annotate(last_callback_at=Subquery(latest))
