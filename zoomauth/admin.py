@@ -11,15 +11,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
-from . import overview, zoom
+from . import selectors, zoom
 from .models import CallbackLog, ConnectSession, ZoomApp, ZoomConnection, ZoomMeeting
-from .services import (
-    ConnectionUnusable,
-    connection_disconnect,
-    connection_fresh_access_token,
-    connection_rotate_callback_secret,
-    record_reveal,
-)
+from .services.connect import connection_disconnect
+from .services.grants import connection_rotate_callback_secret, record_reveal
+from .services.refresh import ConnectionUnusable, connection_fresh_access_token
 from .token_sources import TokenSourceError
 
 
@@ -123,9 +119,9 @@ class HealthFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "failing":
-            return overview.failing(queryset)
+            return selectors.failing(queryset)
         if self.value() == "expiring":
-            return overview.expiring_without_refresh(queryset)
+            return selectors.expiring_without_refresh(queryset)
         return queryset
 
 
@@ -175,6 +171,11 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # connections are made by their users through Zoom's consent screen
+
+    def save_model(self, request, obj, form, change):
+        # Only what staff changed: a full save would write back the tokens, state and lease read
+        # with the form, and a refresh stored meanwhile (Zoom rotated the refresh token) be lost.
+        obj.save(update_fields=[*form.changed_data, "updated_at"])
 
     def get_queryset(self, request):
         latest = CallbackLog.objects.filter(connection=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]

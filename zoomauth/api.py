@@ -28,12 +28,8 @@ from .serializers import (
     ConnectSessionRequestSerializer,
     ConnectSessionSerializer,
 )
-from .services import (
-    connection_disconnect,
-    connection_rotate_callback_secret,
-    connection_set_sharing,
-    record_reveal,
-)
+from .services.connect import connection_disconnect
+from .services.grants import connection_rotate_callback_secret, connection_set_sharing, record_reveal
 
 
 class ConnectionsAccess(BasePermission):

@@ -10,7 +10,7 @@ class ZoomAuthConfig(AppConfig):
         from brokerproject.overview import register_panel
 
         from . import overview
-        from .services import connection_gauges
+        from .selectors import connection_gauges
 
         register_gauges(connection_gauges)
         register_panel(overview.connections_panel, order=10)

@@ -351,12 +351,7 @@ class TokenCallbackView(APIView):
         self.audit["connection_id"] = connection.pk
         self.audit["grant_id"] = getattr(connection, "grant_id", None)
 
-        meeting_id = ""
-        if kind in (CallbackLog.Kind.OBF, CallbackLog.Kind.JOIN_TOKEN):
-            meeting_id = request.query_params.get("meeting_id", "").replace(" ", "")
-            self.audit["meeting_id"] = meeting_id[:20]
-            if not MEETING_ID.match(meeting_id):
-                raise CallbackRefused(400, "meeting_id is missing or is not a Zoom meeting number (9 to 13 digits).")
+        meeting_id = self._meeting_id(request, kind)
         if self.audit["grant_id"] is not None:
             _check_grant_scope(connection, kind, meeting_id)
             bypass_waiting_room = connection.grant_bypass_waiting_room  # the launch decided
@@ -378,6 +373,16 @@ class TokenCallbackView(APIView):
         finally:
             self.audit["zoom_calls"] = budget.zoom_calls
         return TokenResponse(token, status=200)
+
+    def _meeting_id(self, request, kind: str) -> str:
+        """The meeting an OBF or join token is for (the other kinds are for no meeting)."""
+        if kind not in (CallbackLog.Kind.OBF, CallbackLog.Kind.JOIN_TOKEN):
+            return ""
+        meeting_id = request.query_params.get("meeting_id", "").replace(" ", "")
+        self.audit["meeting_id"] = meeting_id[:20]
+        if not MEETING_ID.match(meeting_id):
+            raise CallbackRefused(400, "meeting_id is missing or is not a Zoom meeting number (9 to 13 digits).")
+        return meeting_id
 
     def _check_signature(self, request) -> bool:
         """True when the request carries a valid Recall signature; 401 for a bad one."""

@@ -110,6 +110,40 @@ class ZoomConnectionQuerySet(models.QuerySet):
             changes["refresh_not_before"] = not_before
         return bool(self.filter(pk=connection_id, refresh_lease_holder=holder).update(**changes))
 
+    # The transitions that are conditional UPDATEs (fenced by generation and/or holder): a lost
+    # race changes nothing, and the caller learns it from the False.
+    def mark_needs_reconnect(
+        self, *, connection_id: int, token_generation: int, holder: uuid.UUID, reason: str
+    ) -> bool:
+        """Zoom refused the refresh token: only on the generation sent and while `holder` still
+        holds the lease (a holder whose lease was taken over marks nothing)."""
+        now = timezone.now()
+        return bool(
+            self.filter(pk=connection_id, token_generation=token_generation, refresh_lease_holder=holder).update(
+                status=ZoomConnection.Status.NEEDS_RECONNECT,
+                consecutive_failures=F("consecutive_failures") + 1,
+                last_error=reason[:300],
+                refresh_started_at=None,
+                refresh_lease_holder=None,
+                needs_reconnect_since=now,
+                updated_at=now,
+            )
+        )
+
+    def mark_token_rejected(self, *, connection_id: int, token_generation: int) -> bool:
+        """Zoom refused this access token before its announced expiry: it expires now, only while it
+        is still the same token (a concurrent refresh may already have replaced it)."""
+        now = timezone.now()
+        return bool(
+            self.filter(
+                pk=connection_id, token_generation=token_generation, token_source=ZoomConnection.TokenSource.LOCAL
+            ).update(
+                access_token_expires_at=now,
+                last_error="Zoom rejected the access token before its expiry; refreshed.",
+                updated_at=now,
+            )
+        )
+
 
 class ZoomConnection(models.Model):
     """One Zoom user's grant to one Zoom app, held for one of the customer's users."""
@@ -215,12 +249,8 @@ class ZoomConnection(models.Model):
         if scope:
             self.scopes = scope
         self.token_generation += 1
-        self.consecutive_failures = 0
-        self.last_error = ""
-        self.status = self.Status.ACTIVE
-        self.revoked_at = None
-        self.refresh_started_at = None
-        self.refresh_lease_holder = None
+        self.activate()
+        self._clear_refresh_lease()
         self.refresh_not_before = None
         self.needs_reconnect_since = None
 
@@ -229,6 +259,27 @@ class ZoomConnection(models.Model):
         self.refresh_token = ""
         self.access_token_expires_at = None
         self.token_generation += 1
+
+    # The transitions of one row held by the caller (under its row lock): they change the instance,
+    # the caller saves it. The ones above on the QuerySet are conditional UPDATEs instead.
+    def activate(self) -> None:
+        self.status = self.Status.ACTIVE
+        self.revoked_at = None
+        self.consecutive_failures = 0
+        self.last_error = ""
+
+    def revoke(self, *, reason: str = "") -> None:
+        """Disconnected: no tokens, no refresh in flight, not the service account; the row stays."""
+        self.wipe_tokens()
+        self.status = self.Status.REVOKED
+        self.revoked_at = timezone.now()
+        self.is_service_account = False
+        self.last_error = reason[:300]
+        self._clear_refresh_lease()
+
+    def _clear_refresh_lease(self) -> None:
+        self.refresh_started_at = None
+        self.refresh_lease_holder = None
 
     # --- callback secret -----------------------------------------------------------------
     def rotate_callback_secret(self) -> str:

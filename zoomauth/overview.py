@@ -4,7 +4,7 @@ the token callbacks of the last 24 hours. Aggregates only: the database counts."
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Sum
 from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils import timezone
@@ -14,47 +14,34 @@ from django.utils.timesince import timesince
 from brokerproject.overview import Figure, Panel, changelist, percentile_from_buckets, since, sparkline
 
 from .models import CallbackHourStat, CallbackLog, ZoomConnection
+from .selectors import connection_counts_by_status, connection_health_counts, connections_needing_reconnect
 
 NEEDS_RECONNECT_LISTED = 10
-
-
-def expiring_without_refresh(queryset, *, now=None):
-    """Active, locally held tokens with less than ACCESS_TOKEN_MIN_VALIDITY left: beat should have
-    refreshed them at ZOOM_REFRESH_WINDOW. A few for a moment is a refresh in flight; many, or
-    for long, is beat or Zoom failing."""
-    now = now or timezone.now()
-    return queryset.filter(
-        status=ZoomConnection.Status.ACTIVE,
-        token_source=ZoomConnection.TokenSource.LOCAL,
-        access_token_expires_at__lt=now + settings.ACCESS_TOKEN_MIN_VALIDITY,
-    )
-
-
-def failing(queryset):
-    return queryset.filter(status=ZoomConnection.Status.ACTIVE, consecutive_failures__gt=0)
 
 
 def connections_panel(request) -> Panel | None:
     if not request.user.has_perm("zoomauth.view_zoomconnection"):
         return None
-    label = "zoomauth.zoomconnection"
-    by_status = dict(ZoomConnection.objects.values_list("status").annotate(n=Count("pk")))
-    day_ago = timezone.now() - timedelta(hours=24)
-    counts = ZoomConnection.objects.aggregate(
-        refreshed=Count("pk", filter=Q(last_refreshed_at__gte=day_ago)),
-        failing=Count("pk", filter=Q(status=ZoomConnection.Status.ACTIVE, consecutive_failures__gt=0)),
-        expiring=Count(
-            "pk",
-            filter=Q(
-                status=ZoomConnection.Status.ACTIVE,
-                token_source=ZoomConnection.TokenSource.LOCAL,
-                access_token_expires_at__lt=timezone.now() + settings.ACCESS_TOKEN_MIN_VALIDITY,
-            ),
-        ),
-    )
+    by_status = connection_counts_by_status()
     needs = by_status.get(ZoomConnection.Status.NEEDS_RECONNECT, 0)
     panel = Panel(title="Zoom connections", order=10)
-    panel.figures = [
+    panel.figures = _connection_figures(by_status, connection_health_counts())
+    if needs:
+        panel.table_head = ["user", "Zoom account", "since", "reason", ""]
+        may_link = request.user.has_perm("zoomauth.add_connectsession")
+        panel.table_rows = [
+            _needs_reconnect_row(request, connection, may_link=may_link)
+            for connection in connections_needing_reconnect(limit=NEEDS_RECONNECT_LISTED)
+        ]
+        if needs > NEEDS_RECONNECT_LISTED:
+            panel.note = f"The {NEEDS_RECONNECT_LISTED} most recent of {needs}."
+    return panel
+
+
+def _connection_figures(by_status: dict[str, int], counts: dict[str, int]) -> list[Figure]:
+    label = "zoomauth.zoomconnection"
+    needs = by_status.get(ZoomConnection.Status.NEEDS_RECONNECT, 0)
+    return [
         Figure("active", by_status.get(ZoomConnection.Status.ACTIVE, 0), changelist(label, status="active"), "ok"),
         Figure("need reconnect", needs, changelist(label, status="needs_reconnect"), "bad" if needs else ""),
         Figure("revoked", by_status.get(ZoomConnection.Status.REVOKED, 0), changelist(label, status="revoked")),
@@ -74,42 +61,31 @@ def connections_panel(request) -> Panel | None:
         ),
         Figure("refreshed in 24 h", counts["refreshed"]),
     ]
-    if needs:
-        may_link = request.user.has_perm("zoomauth.add_connectsession")
-        panel.table_head = ["user", "Zoom account", "since", "reason", ""]
-        listed = (
-            ZoomConnection.objects.filter(status=ZoomConnection.Status.NEEDS_RECONNECT)
-            .select_related("user")
-            .order_by("-needs_reconnect_since", "-updated_at")[:NEEDS_RECONNECT_LISTED]
+
+
+def _needs_reconnect_row(request, connection: ZoomConnection, *, may_link: bool) -> list:
+    when = connection.needs_reconnect_since or connection.updated_at
+    button = (
+        format_html(
+            '<form method="post" action="{}"><input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+            '<button type="submit">Make a connect link</button></form>',
+            reverse("admin:zoomauth_zoomconnection_connect_link", args=[connection.pk]),
+            get_token(request),
         )
-        for connection in listed:
-            when = connection.needs_reconnect_since or connection.updated_at
-            button = (
-                format_html(
-                    '<form method="post" action="{}"><input type="hidden" name="csrfmiddlewaretoken" value="{}">'
-                    '<button type="submit">Make a connect link</button></form>',
-                    reverse("admin:zoomauth_zoomconnection_connect_link", args=[connection.pk]),
-                    get_token(request),
-                )
-                if may_link
-                else ""
-            )
-            panel.table_rows.append(
-                [
-                    format_html(
-                        '<a href="{}">{}</a>',
-                        reverse("admin:zoomauth_zoomconnection_change", args=[connection.pk]),
-                        connection.user.external_user_id or connection.user.username,
-                    ),
-                    connection.email or connection.zoom_user_id,
-                    f"{timesince(when)} ago",
-                    connection.last_error,
-                    button,
-                ]
-            )
-        if needs > NEEDS_RECONNECT_LISTED:
-            panel.note = f"The {NEEDS_RECONNECT_LISTED} most recent of {needs}."
-    return panel
+        if may_link
+        else ""
+    )
+    return [
+        format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:zoomauth_zoomconnection_change", args=[connection.pk]),
+            connection.user.external_user_id or connection.user.username,
+        ),
+        connection.email or connection.zoom_user_id,
+        f"{timesince(when)} ago",
+        connection.last_error,
+        button,
+    ]
 
 
 def callbacks_panel(request) -> Panel | None:

@@ -126,7 +126,7 @@ def _record_participant(activity: MeetingActivity, connection: ZoomConnection, *
 def meeting_visible(*, app_id: int, meeting_id: str) -> bool:
     """Does Zoom tell this app about the meeting? Yes when an event for it has come, or its host
     is a connected user of the app (meeting.created or the PMI)."""
-    from .services import connection_for_meeting
+    from .selectors import connection_for_meeting
 
     if not meeting_id:
         return False

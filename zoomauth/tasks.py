@@ -11,9 +11,10 @@ from brokerproject.celery import enqueue_many, enqueue_safely
 from brokerproject.redis_client import shared_redis
 from brokerproject.retry import backoff
 
-from . import services, zoom
+from . import zoom
 from .models import CallbackHourStat, CallbackLog, ZoomConnection
-from .services import ConnectionUnusable
+from .services import connect, refresh
+from .services.refresh import ConnectionUnusable
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def connection_refresh(connection_id: int) -> None:
     still due, so the next tick takes it again, after Zoom's Retry-After when Zoom gave one
     (`refresh_not_before`, which due_for_refresh honours)."""
     try:
-        services.connection_refresh_if_due(connection_id=connection_id)
+        refresh.connection_refresh_if_due(connection_id=connection_id)
     except ConnectionUnusable:
         pass
     except zoom.ZoomRetryableError as exc:
@@ -123,7 +124,7 @@ def connection_refresh(connection_id: int) -> None:
 @shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=8)
 def token_revoke_at_zoom(self, app_id: int, sealed_token: str) -> None:
     try:
-        services.token_revoke_at_zoom(app_id=app_id, sealed_token=sealed_token)
+        connect.token_revoke_at_zoom(app_id=app_id, sealed_token=sealed_token)
     except zoom.ZoomRetryableError as exc:
         raise self.retry(
             countdown=backoff(self.request.retries + 1, base=30.0, cap=900.0, retry_after=exc.retry_after)

@@ -3,28 +3,22 @@
 zoomauth knows Zoom; it does not import the apps built on it. An app that keeps tokens elsewhere
 (recallbots: Recall-managed credentials, where Recall holds the refresh token) registers a
 TokenSource here from its AppConfig.ready(); apps that must act when a connection is made,
-dropped or given a new callback secret connect to the signals below. So the arrows point one
+dropped or given a new callback secret connect to the signals in signals.py. So the arrows point one
 way: recallbots and webhooks → zoomauth.
 """
 
 from datetime import datetime
 from typing import Protocol
 
-from django.dispatch import Signal
-
-# The connection signals are sent inside the transaction of the state change they report: what a
-# receiver writes (the customer's event, an outbox row) commits with it or not at all. A receiver
-# that calls a remote or enqueues a task does so from transaction.on_commit.
-# Sent when a connection's tokens were stored (connect or reconnect).
-connection_connected = Signal()  # kwargs: connection_id
-# Sent when a connection was disconnected and its tokens wiped.
-connection_disconnected = Signal()  # kwargs: connection_id
-# Sent once when Zoom refused a connection's refresh token: its user must connect again.
-connection_needs_reconnect = Signal()  # kwargs: connection_id
-# Sent when another user finished a consent for a connection that is not theirs (refused).
-connection_claim_refused = Signal()  # kwargs: connection_id, claimed_by_user_id
-# Sent after a connection's callback secret was rotated (its callback URLs changed).
-callback_secret_rotated = Signal()  # kwargs: connection_id
+# The connection signals live in signals.py; recallbots and webhooks still connect to them by
+# these names.
+from .signals import (  # noqa: F401
+    callback_secret_rotated,
+    connection_claim_refused,
+    connection_connected,
+    connection_disconnected,
+    connection_needs_reconnect,
+)
 
 
 class TokenSourceError(Exception):
@@ -42,7 +36,7 @@ class TokenSource(Protocol):
 
     def complete_authorization(self, *, user, app, code: str, redirect_uri: str, code_verifier: str):
         """Hand Zoom's authorization code to the remote keeper; return the saved ZoomConnection.
-        Raises zoomauth.services.ConnectFlowError with what to tell the person."""
+        Raises zoomauth.services.connect.ConnectFlowError with what to tell the person."""
 
 
 _sources: dict[str, TokenSource] = {}

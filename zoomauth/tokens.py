@@ -3,7 +3,7 @@ this budget". Knows nothing of HTTP; the view maps a TokenUnavailable's category
 
 Rules:
 - The access token comes from the row the caller already read; Zoom is asked only when it has
-  too little life left (refreshed under the connection's lease, services.py). A callback waits
+  too little life left (refreshed under the connection's lease, services/refresh.py). A callback waits
   for a refresh only as long as its budget; the refresh itself runs on to Zoom's answer.
 - A Zoom 401 on a mint (Zoom killed the access token before its announced expiry) marks the
   token dead so no callback serves it again, refreshes once under the lock and mints again, all
@@ -24,7 +24,7 @@ from django.conf import settings
 
 from . import zoom
 from .models import CallbackLog, ZoomConnection
-from .services import (
+from .services.refresh import (
     ConnectionUnusable,
     RefreshPending,
     connection_fresh_access_token,
@@ -206,6 +206,18 @@ def _payload_for_waiters(exc: Exception) -> dict:
 # --- Zoom calls within the budget ------------------------------------------------------------
 
 
+def _wait_for_retry(budget: Budget, exc: zoom.ZoomRetryableError, attempt: int) -> float:
+    """How long to wait before trying Zoom again, or TokenUnavailable when the budget cannot hold it."""
+    wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt
+    if budget.remaining() - wait >= 0.5:
+        return wait
+    if exc.status == 429:
+        raise TokenUnavailable(
+            Category.RATE_LIMITED, "Zoom is rate-limiting this account; try again.", retry_after=int(wait) + 1
+        ) from None
+    raise TokenUnavailable(Category.ZOOM_FAILED, f"Zoom failed: {exc}.", retry_after=5) from None
+
+
 class _Rejected(Exception):
     """Zoom rejected the access token (401): the caller refreshes once."""
 
@@ -233,16 +245,7 @@ def _within_budget(budget: Budget, fn: Callable[[float], T], *, count: bool = Fa
             ) from None
         except zoom.ZoomRetryableError as exc:
             budget.zoom_calls += 1
-            wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt
-            if budget.remaining() - wait < 0.5:
-                if exc.status == 429:
-                    raise TokenUnavailable(
-                        Category.RATE_LIMITED,
-                        "Zoom is rate-limiting this account; try again.",
-                        retry_after=int(wait) + 1,
-                    ) from None
-                raise TokenUnavailable(Category.ZOOM_FAILED, f"Zoom failed: {exc}.", retry_after=5) from None
-            time.sleep(wait)
+            time.sleep(_wait_for_retry(budget, exc, attempt))
         except TokenSourceError as exc:
             # Where the tokens live (Recall, for Recall-managed connections) failed: its error,
             # not Zoom's. Retried within the budget when it may pass.

@@ -10,15 +10,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .models import ConnectSession, ZoomApp, ZoomConnection
-from .services import (
+from .services.connect import (
     ConnectFlowError,
     connection_abandon_authorization,
     connection_complete_authorization,
     connection_disconnect,
     connection_pending,
-    connection_set_sharing,
     connection_start_authorization,
 )
+from .services.grants import connection_set_sharing
 
 logger = logging.getLogger(__name__)
 
