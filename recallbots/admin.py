@@ -212,12 +212,13 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
         "meeting_id",
         "user",
         "connection",
-        "status",
+        "status_code",
         "sub_code",
         "recall_id",
         "second_bot",
     )
-    list_filter = ("status", "sub_code", DuplicateFilter)
+    # Every stored code, Recall's undeclared ones too (a choices filter would list only Bot.Status).
+    list_filter = (("status", admin.AllValuesFieldListFilter), "sub_code", DuplicateFilter)
     date_hierarchy = "created_at"
     search_fields = ("meeting_id", "recall_id", "user__username")
     list_select_related = ("user", "connection", "connection__app", "duplicate_of")
@@ -261,7 +262,7 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
             "duplicates_list",
             "launch_ambiguous_at",
             "user",
-            *Bot.DESCRIBED_BY,
+            *("status_code" if name == "status" else name for name in Bot.DESCRIBED_BY),
             "previous_bot_link",
             "next_bot_link",
             "token_fetches",
@@ -335,6 +336,11 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     @admin.display(description="handed off to")
     def next_bot_link(self, obj):
         return self._bot_link(Bot.objects.filter(previous_bot=obj).first())
+
+    @admin.display(description="status", ordering="status")
+    def status_code(self, obj):
+        """The code as stored: a code Recall added after Bot.Status shows as it is, not as "-"."""
+        return obj.status
 
     @admin.display(description="what to fix")
     def fatal_hint(self, obj):

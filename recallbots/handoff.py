@@ -91,14 +91,12 @@ def _successor_create(bot: Bot, authorizers: list[ZoomConnection]) -> Bot:
         handoff=True,
         previous_bot=bot,
         handoff_generation=bot.handoff_generation + 1,
-        status=Bot.Status.QUEUED,
     )
     link = parse_zoom_url(bot.meeting_url)
     holder = successor.callback_holder
     payload = bot_recall_payload(request=request, link=link, meeting_id=bot.meeting_id, holder=holder)
     payload["metadata"] = {**bot.metadata, "broker_bot_id": str(successor.public_id)}
-    successor.queued_payload = json.dumps(payload)
-    successor.save(update_fields=["queued_payload"])
+    successor.queue(payload=json.dumps(payload))  # due now: the caller tries Recall at once
     bot_status_event(bot=successor, code=Bot.Status.QUEUED, sub_code=None, when=timezone.now())
     return successor
 

@@ -38,6 +38,8 @@ class BotSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     connection = serializers.UUIDField(source="connection.public_id", read_only=True, allow_null=True)
     status_changes = BotStatusChangeSerializer(many=True, read_only=True)
+    # Any code Recall sends, as it is: Bot.Status names the known ones, not all of them.
+    status = serializers.CharField(read_only=True, max_length=50)
     fatal_hint = serializers.CharField(read_only=True)
     token_fetches = serializers.SerializerMethodField()
     obf_candidates = serializers.SerializerMethodField()

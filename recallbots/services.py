@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -34,7 +34,7 @@ from zoomauth.zoom import ZoomUser
 
 from . import recall, waiting
 from .meeting_urls import MeetingUrlError, parse_zoom_url
-from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
+from .models import Bot, RecallCredential, RecallOAuthApp
 
 logger = logging.getLogger(__name__)
 
@@ -541,14 +541,7 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
             raise LaunchError(f"Recall did not create the bot: {exc}") from None
         countdown = exc.retry_after or 5
         # Not over a bot its own status webhook adopted meanwhile (the create was ambiguous).
-        queued = Bot.objects.filter(pk=bot.pk, recall_id__isnull=True).update(
-            status=Bot.Status.QUEUED,
-            last_error=str(exc)[:500],
-            queued_payload=json.dumps(payload),
-            launch_next_attempt_at=timezone.now() + timedelta(seconds=countdown),
-        )
-        bot.refresh_from_db()
-        if not queued:
+        if not bot.queue(payload=json.dumps(payload), error=str(exc), retry_in=countdown):
             logger.info("bot found through its status webhook during its create", extra={"bot": bot.public_id})
             return bot
         transaction.on_commit(
@@ -565,27 +558,27 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
 
 
 def _launch_failed(bot: Bot, exc: Exception) -> None:
-    bot.status = Bot.Status.LAUNCH_FAILED
-    bot.last_error = str(exc)[:500]
-    bot.queued_payload = ""
-    bot.save(update_fields=["status", "last_error", "queued_payload"])
+    bot.launch_failed(error=str(exc))
     callback_grants_end(holder=bot.callback_holder)  # no bot: its URLs end now
     if bot.previous_bot_id:  # a hand-off's successor: no API answer tells the backend, the event does
         bot_status_event(bot=bot, code=Bot.Status.LAUNCH_FAILED, sub_code=None, when=timezone.now())
 
 
 def _launched(bot: Bot, body: dict) -> Bot:
-    """Store what Recall created for the launch. When the launch already holds another Recall
-    bot (the first one's webhook was adopted while this create ran), this one is a duplicate:
-    recorded and linked, and the launch keeps the id the first bot's webhooks are found by."""
-    if not bot.take_recall_id(body["id"]):
-        duplicate = bot.record_duplicate(recall_id=body["id"])
+    """Store what Recall created for the launch (Bot.launched: a second bot is a duplicate)."""
+    changes = [
+        (
+            change.get("code"),
+            change.get("sub_code") or "",
+            _parse_time(change.get("created_at") or change.get("updated_at")) or timezone.now(),
+        )
+        for change in body.get("status_changes") or []
+    ]
+    duplicate = bot.launched(recall_id=body["id"], changes=changes)
+    if duplicate is not None:
         logger.warning(
             "a second Recall bot for one launch", extra={"bot": bot.public_id, "recall_bot": duplicate.recall_id}
         )
-        return bot
-    _apply_status_changes(bot, body.get("status_changes") or [])
-    bot.save(update_fields=["status", "sub_code", "status_updated_at"])
     return bot
 
 
@@ -646,13 +639,7 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
     The launch is claimed first (a lease on launch_next_attempt_at, no row lock held while Recall
     answers), so the task's own retry and beat's catch-up never run it at once; no sleep here:
     the caller schedules the next try."""
-    now = timezone.now()
-    claimed = (
-        Bot.objects.filter(pk=bot_id, status=Bot.Status.QUEUED, recall_id__isnull=True)
-        .filter(Q(launch_next_attempt_at__isnull=True) | Q(launch_next_attempt_at__lte=now))
-        .update(launch_next_attempt_at=now + _launch_lease(), launch_attempts=F("launch_attempts") + 1)
-    )
-    if not claimed:
+    if not Bot.objects.claim_launch(bot_id=bot_id, lease=_launch_lease()):
         return None
     bot = Bot.objects.get(pk=bot_id)
     if _successor_outlived_its_meeting(bot):
@@ -661,9 +648,7 @@ def bot_create_at_recall(*, bot_id: int) -> float | None:
         body = _create_or_find(recall.RecallClient(max_attempts=1), bot, json.loads(bot.queued_payload))
     except recall.RecallRetryableError as exc:
         delay = backoff(bot.launch_attempts, base=5.0, cap=300.0, retry_after=exc.retry_after)
-        Bot.objects.filter(pk=bot_id, status=Bot.Status.QUEUED).update(
-            launch_next_attempt_at=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:500]
-        )
+        bot.queue_retry(retry_in=delay, error=str(exc))
         return delay
     except recall.RecallError as exc:
         _launch_failed(bot, exc)
@@ -686,7 +671,6 @@ def _successor_outlived_its_meeting(bot: Bot) -> bool:
     with transaction.atomic():
         if not bot.end_queued_unsent(status=Bot.Status.MEETING_ENDED, at=now):
             return False
-        BotStatusChange.objects.create(bot=bot, code=Bot.Status.MEETING_ENDED, occurred_at=now)
         callback_grants_end(holder=bot.callback_holder)  # no bot was sent: its URLs end now
         bot_status_event(bot=bot, code=Bot.Status.MEETING_ENDED, sub_code=None, when=now)
     logger.info("hand-off successor not sent: the meeting ended", extra={"bot": bot.public_id})
@@ -712,15 +696,6 @@ def _parse_time(value) -> datetime | None:
     if parsed is not None and timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
     return parsed
-
-
-def _apply_status_changes(bot: Bot, changes: list[dict]) -> None:
-    for change in changes:
-        occurred_at = _parse_time(change.get("created_at") or change.get("updated_at")) or timezone.now()
-        if bot.status_updated_at is None or occurred_at >= bot.status_updated_at:
-            bot.status = change.get("code", bot.status)
-            bot.sub_code = change.get("sub_code") or ""
-            bot.status_updated_at = occurred_at
 
 
 def _adopt(*, recall_bot_id: str, broker_bot_id: str) -> Bot | None:
@@ -763,23 +738,10 @@ def bot_record_status(
         logger.info("status for an unknown bot", extra={"recall_bot": recall_bot_id})
         return False
     when = _parse_time(occurred_at) or timezone.now()
-    try:
-        with transaction.atomic():
-            BotStatusChange.objects.create(
-                bot=bot,
-                code=code[:50],
-                sub_code=(sub_code or "")[:100],
-                occurred_at=when,
-                webhook_id=webhook_id[:100] or None,
-            )
-    except IntegrityError:
+    if not bot.record_status_change(code=code, sub_code=sub_code, at=when, webhook_id=webhook_id):
         return False
     with transaction.atomic():
-        bot = Bot.objects.select_for_update().get(pk=bot.pk)
-        _apply_status_changes(
-            bot, [{"code": code[:50], "sub_code": (sub_code or "")[:100], "created_at": when.isoformat()}]
-        )
-        bot.save(update_fields=["status", "sub_code", "status_updated_at"])
+        bot = bot.record_status(code=code, sub_code=sub_code, at=when)
         if bot.is_final:  # its URLs work a little longer (a late fetch), then never again
             callback_grants_end(holder=bot.callback_holder, grace=settings.BOT_URL_GRACE)
         bot_status_event(bot=bot, code=code[:50], sub_code=sub_code, when=when)

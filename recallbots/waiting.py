@@ -22,7 +22,7 @@ from brokerproject.celery import enqueue_safely
 from zoomauth.presence import connections_present, meeting_visible
 from zoomauth.services import callback_grants_end
 
-from .models import Bot, BotStatusChange
+from .models import Bot
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +40,7 @@ def launch_presence(*, request, meeting_id: str) -> str:
 def bot_wait(*, bot: Bot, payload: dict, wait_minutes: int) -> Bot:
     """Store the launch as waiting; launch it now if its user is in already."""
     wait = timedelta(minutes=wait_minutes)
-    bot.status = Bot.Status.WAITING_FOR_USER
-    bot.queued_payload = json.dumps(payload)
-    bot.wait_until = timezone.now() + wait
-    bot.save(update_fields=["status", "queued_payload", "wait_until"])
+    bot.wait_for_user(payload=json.dumps(payload), until=timezone.now() + wait)
     transaction.on_commit(
         lambda: enqueue_safely("recallbots.tasks.bot_wait_expire", bot.pk, countdown=wait.total_seconds())
     )
@@ -79,7 +76,6 @@ def _end(bot: Bot, *, status: str, at: datetime) -> bool:
     with transaction.atomic():
         if not bot.end_waiting(status=status, at=at):
             return False
-        BotStatusChange.objects.create(bot=bot, code=status, occurred_at=at)
         callback_grants_end(holder=bot.callback_holder)  # no bot was sent: its URLs end now
         bot_status_event(bot=bot, code=status, sub_code=None, when=at)
     logger.info("bot's wait ended", extra={"bot": bot.public_id, "status": status})
