@@ -8,20 +8,13 @@ from django.utils.html import format_html, format_html_join
 from zoomauth.models import ZoomApp
 
 from . import recall
+from .credentials import credential_create_customer_managed, credential_sync_status
 from .forms import OBF_CANDIDATES_HELP, CheckedByTheApi
+from .launch import LaunchError, LaunchRequest, bot_launch
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
+from .recall_apps import recall_app_delete, recall_app_push_secrets, recall_app_register
 from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
-from .services import (
-    LaunchError,
-    LaunchRequest,
-    bot_launch,
-    credential_create_customer_managed,
-    credential_sync_status,
-    recall_app_delete,
-    recall_app_push_secrets,
-    recall_app_register,
-)
 
 
 class _CallsRecallOnAdd:

@@ -30,9 +30,10 @@ from brokerproject.celery import enqueue_safely
 from zoomauth.models import CallbackGrant, CallbackLog, ZoomConnection
 from zoomauth.presence import connection_left_since, connections_present, meeting_ended_since, meeting_has_ended
 
+from .launch import LaunchError, LaunchRequest, bot_create_at_recall, bot_recall_payload
 from .meeting_urls import parse_zoom_url
 from .models import Bot
-from .services import LaunchError, LaunchRequest, bot_create_at_recall, bot_recall_payload, bot_status_event
+from .status import bot_status_event
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,13 @@ firewall, e.g. a localhost URL in the payload), 404.
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlparse
 
 import requests
 from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from urllib3 import exceptions as urllib3_exceptions
 
 from brokerproject import http
@@ -279,3 +282,16 @@ class RecallClient:
             if not cursor_url:
                 return results
             params = {key: values[0] for key, values in parse_qs(urlparse(cursor_url).query).items()}
+
+
+def parse_time(value) -> datetime | None:
+    """A time in Recall's answers (ISO 8601; naive means UTC), None when missing or impossible."""
+    if not value:
+        return None
+    try:
+        parsed = parse_datetime(str(value))
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        return None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed

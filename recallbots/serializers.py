@@ -3,10 +3,10 @@ from rest_framework import serializers
 
 from zoomauth.models import CallbackLog, ZoomConnection
 
+from .launch import validate_join_at
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange
 from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
-from .services import validate_join_at
 
 
 class BotStatusChangeSerializer(serializers.ModelSerializer):

@@ -23,6 +23,7 @@ from zoomauth.presence import connections_present, meeting_visible
 from zoomauth.services import callback_grants_end
 
 from .models import Bot
+from .status import bot_status_event
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _authorizers(bot: Bot) -> list[int]:
 def bot_release_waiting(*, bot_id: int) -> float | None:
     """Its user is in: create the bot at Recall now. Returns a delay before the next try when
     Recall throttles (the launch is then an ordinary queued one)."""
-    from .services import bot_create_at_recall
+    from .launch import bot_create_at_recall  # launch imports this module
 
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or not bot.release_waiting():
@@ -71,8 +72,6 @@ def bot_release_waiting(*, bot_id: int) -> float | None:
 
 
 def _end(bot: Bot, *, status: str, at: datetime) -> bool:
-    from .services import bot_status_event
-
     with transaction.atomic():
         if not bot.end_waiting(status=status, at=at):
             return False
