@@ -95,35 +95,18 @@ def bot_zoom_config(
     zoom_config: dict[str, str] = {}
     until = grant_until(join_at)
     if Bot.TokenKind.JOIN_TOKEN in token_kinds:
-        if not meeting_id:
-            raise LaunchError("A join token needs the meeting number; this link has none.")
-        host = connection_for_meeting(meeting_id=meeting_id) or connection
-        if host.user_id != connection.user_id and not host.allow_join_tokens_for_others:
-            raise LaunchForbidden(
-                "This meeting is hosted by another user's Zoom account, which has not allowed join tokens for "
-                "other users' bots. The host can allow it on their connection (\"join tokens for other users' "
-                'bots"), or launch this bot without a join token.'
-            )
-        grant, secret = callback_grant_issue(
-            connection=host,
-            kinds=[CallbackLog.Kind.JOIN_TOKEN],
-            meeting_id=meeting_id,
+        zoom_config["join_token_url"] = _join_token_url(
             holder=holder,
+            connection=connection,
+            meeting_id=meeting_id,
             until=until,
             bypass_waiting_room=bypass_waiting_room,
         )
-        zoom_config["join_token_url"] = grant.callback_url(CallbackLog.Kind.JOIN_TOKEN, secret)
     own = [Bot.TokenKind(k).callback_kind for k in (Bot.TokenKind.ZAK, Bot.TokenKind.OBF) if k in token_kinds]
     if Bot.TokenKind.OBF in token_kinds and not meeting_id:
         raise LaunchError("An OBF token needs the meeting number; this link has none.")
     candidates = list(obf_candidates or ()) if Bot.TokenKind.OBF in token_kinds else []
-    for candidate in candidates:
-        if candidate.user_id != connection.user_id and not candidate.allow_obf_for_others:
-            raise LaunchForbidden(
-                f"The OBF candidate {candidate.public_id} has not allowed other users' bots "
-                'to carry their OBF token. They can allow it on their connection ("OBF for other users\' bots"), '
-                "or launch without them."
-            )
+    _check_obf_candidates(connection=connection, candidates=candidates)
     if own:
         grant, secret = callback_grant_issue(
             connection=connection,
@@ -138,6 +121,40 @@ def bot_zoom_config(
         if Bot.TokenKind.OBF in token_kinds:
             zoom_config["obf_token_url"] = grant.callback_url(CallbackLog.Kind.OBF, secret)
     return zoom_config
+
+
+def _join_token_url(
+    *, holder: str, connection: ZoomConnection, meeting_id: str, until: datetime, bypass_waiting_room: bool
+) -> str:
+    """From the meeting's host's connection; another user's only when that host allowed it."""
+    if not meeting_id:
+        raise LaunchError("A join token needs the meeting number; this link has none.")
+    host = connection_for_meeting(meeting_id=meeting_id) or connection
+    if host.user_id != connection.user_id and not host.allow_join_tokens_for_others:
+        raise LaunchForbidden(
+            "This meeting is hosted by another user's Zoom account, which has not allowed join tokens for "
+            "other users' bots. The host can allow it on their connection (\"join tokens for other users' "
+            'bots"), or launch this bot without a join token.'
+        )
+    grant, secret = callback_grant_issue(
+        connection=host,
+        kinds=[CallbackLog.Kind.JOIN_TOKEN],
+        meeting_id=meeting_id,
+        holder=holder,
+        until=until,
+        bypass_waiting_room=bypass_waiting_room,
+    )
+    return grant.callback_url(CallbackLog.Kind.JOIN_TOKEN, secret)
+
+
+def _check_obf_candidates(*, connection: ZoomConnection, candidates: list[ZoomConnection]) -> None:
+    for candidate in candidates:
+        if candidate.user_id != connection.user_id and not candidate.allow_obf_for_others:
+            raise LaunchForbidden(
+                f"The OBF candidate {candidate.public_id} has not allowed other users' bots "
+                'to carry their OBF token. They can allow it on their connection ("OBF for other users\' bots"), '
+                "or launch without them."
+            )
 
 
 def service_account_connection() -> ZoomConnection | None:
@@ -246,6 +263,15 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
         raise LaunchError("Connect a Zoom account first (or reconnect it): the chosen tokens come from it.")
     meeting_id = _meeting_id(link, connection)
     presence = waiting.launch_presence(request=request, meeting_id=meeting_id)
+    bot, payload = _launch_stored(request=request, link=link, meeting_id=meeting_id, presence=presence)
+    if presence == Bot.Presence.VISIBLE:
+        return waiting.bot_wait(bot=bot, payload=payload, wait_minutes=request.wait_minutes)
+    return _launch_at_recall(bot, payload, queue_when_throttled=queue_when_throttled)
+
+
+def _launch_stored(*, request: LaunchRequest, link, meeting_id: str, presence: str) -> tuple[Bot, dict]:
+    """The launch's row, its URLs and its create-bot body; a repeat of an Idempotency-Key that
+    raced the first launch is LaunchRepeated."""
     bot_metadata = {str(k): str(v) for k, v in request.metadata.items()}
     if request.idempotency_key:
         Bot.release_expired_key(request.idempotency_key)
@@ -253,7 +279,7 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
         with transaction.atomic():  # a refused launch leaves neither a bot nor URLs behind
             bot = Bot.objects.create(
                 user=request.user,
-                connection=connection,
+                connection=request.connection,
                 meeting_url=link.url,
                 meeting_id=meeting_id,
                 meeting_passcode=link.passcode,
@@ -274,8 +300,10 @@ def bot_launch(*, request: LaunchRequest, queue_when_throttled: bool = False) ->
             raise
         raise LaunchRepeated(made) from None
     payload["metadata"] = {**bot_metadata, "broker_bot_id": str(bot.public_id)}
-    if presence == Bot.Presence.VISIBLE:
-        return waiting.bot_wait(bot=bot, payload=payload, wait_minutes=request.wait_minutes)
+    return bot, payload
+
+
+def _launch_at_recall(bot: Bot, payload: dict, *, queue_when_throttled: bool) -> Bot:
     client = recall.RecallClient(max_wait=API_RECALL_MAX_WAIT) if queue_when_throttled else recall_client()
     try:
         body = _create_or_find(client, bot, payload)

@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import requests
@@ -128,32 +129,10 @@ class RecallClient:
         url = self.base_url + path
         waited = 0.0
         for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = SESSION.request(
-                    method,
-                    url,
-                    json=json,
-                    params=params,
-                    timeout=self.timeout,
-                    headers={"Authorization": f"Token {self.api_key}", "Accept": "application/json"},
-                )
-            except requests.ConnectTimeout:
-                error = RecallRetryableError("Could not connect to Recall (timeout)")
-            except requests.ConnectionError as exc:
-                error = RecallRetryableError(f"Could not reach Recall ({type(exc).__name__})", ambiguous=_was_sent(exc))
-            except requests.RequestException as exc:  # a read timeout: the request was sent
-                error = RecallRetryableError(f"Recall did not answer ({type(exc).__name__})", ambiguous=True)
-            else:
-                if response.status_code < 400:
-                    return response.json() if response.content else {}
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = {}
-                body = body if isinstance(body, dict) else {"detail": str(body)[:300]}
-                error = self._error(response, body)
-                if not isinstance(error, RecallRetryableError):
-                    raise error
+            outcome = self._attempt(method, url, json=json, params=params)
+            if not isinstance(outcome, RecallRetryableError):
+                return outcome  # Recall's answer
+            error = outcome
             if error.ambiguous and not repeat_ambiguous:
                 raise error
             wait = backoff(attempt, base=0.5, cap=8.0, retry_after=error.retry_after)
@@ -163,6 +142,36 @@ class RecallClient:
             time.sleep(wait)
             waited += wait
         raise AssertionError("unreachable")
+
+    def _attempt(self, method: str, url: str, *, json: dict | None, params: dict | None) -> Any:
+        """One request: Recall's answer (its JSON), or the RecallRetryableError to retry on; any
+        other error is raised."""
+        try:
+            response = SESSION.request(
+                method,
+                url,
+                json=json,
+                params=params,
+                timeout=self.timeout,
+                headers={"Authorization": f"Token {self.api_key}", "Accept": "application/json"},
+            )
+        except requests.ConnectTimeout:
+            return RecallRetryableError("Could not connect to Recall (timeout)")
+        except requests.ConnectionError as exc:
+            return RecallRetryableError(f"Could not reach Recall ({type(exc).__name__})", ambiguous=_was_sent(exc))
+        except requests.RequestException as exc:  # a read timeout: the request was sent
+            return RecallRetryableError(f"Recall did not answer ({type(exc).__name__})", ambiguous=True)
+        if response.status_code < 400:
+            return response.json() if response.content else {}
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {"detail": str(body)[:300]}
+        error = self._error(response, body)
+        if not isinstance(error, RecallRetryableError):
+            raise error
+        return error
 
     def _error(self, response: requests.Response, body: dict) -> RecallError:
         status = response.status_code
