@@ -29,11 +29,9 @@ class RecallBotsConfig(AppConfig):
 
         from zoomauth import presence
 
-        from . import handoff, waiting
-
-        presence.user_left.connect(handoff.on_user_left, dispatch_uid="bots-user-left")
-        presence.user_joined.connect(waiting.on_user_joined, dispatch_uid="bots-user-joined")
-        presence.meeting_ended.connect(waiting.on_meeting_ended, dispatch_uid="bots-meeting-ended")
+        presence.user_left.connect(receivers.on_user_left, dispatch_uid="bots-user-left")
+        presence.user_joined.connect(receivers.on_user_joined, dispatch_uid="bots-user-joined")
+        presence.meeting_ended.connect(receivers.on_meeting_ended, dispatch_uid="bots-meeting-ended")
 
         token_sources.register(ZoomConnection.TokenSource.RECALL, credentials.RecallManagedTokens())
         token_sources.connection_connected.connect(receivers.on_connection_connected, dispatch_uid="recall-connected")

@@ -153,13 +153,10 @@ def bots_hand_off_due() -> list[int]:
     return list(due.values_list("pk", flat=True).distinct()[:200])
 
 
-# --- zoomauth.presence receiver (connected in apps.py) -----------------------------------------
-
-
-def on_user_left(sender, *, app_id: int, meeting_id: str, connection_id: int, **kwargs) -> None:
+def bots_carrying_obf_of(*, app_id: int, meeting_id: str, connection_id: int) -> list[int]:
+    """The meeting's bots that may hand off and last fetched this connection's OBF token (what
+    zoomauth.presence's user_left does: receivers.py)."""
     bots = Bot.objects.filter(
         meeting_id=meeting_id, connection__app_id=app_id, handoff=True, handed_off_at__isnull=True
     ).only("pk", "public_id")
-    for bot in bots:
-        if bot.obf_minted_for()[0] == connection_id:
-            enqueue_safely("recallbots.tasks.bot_hand_off", bot.pk)
+    return [bot.pk for bot in bots if bot.obf_minted_for()[0] == connection_id]

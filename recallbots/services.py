@@ -40,6 +40,9 @@ from .receivers import (
     on_callback_secret_rotated,
     on_connection_connected,
     on_connection_disconnected,
+    on_meeting_ended,
+    on_user_joined,
+    on_user_left,
 )
 from .selectors import (
     bots_queued_due,
@@ -76,6 +79,9 @@ __all__ = [
     "on_callback_secret_rotated",
     "on_connection_connected",
     "on_connection_disconnected",
+    "on_meeting_ended",
+    "on_user_joined",
+    "on_user_left",
     "recall_app_delete",
     "recall_app_push_secrets",
     "recall_app_register",

@@ -101,20 +101,20 @@ def bots_waited_out() -> int:
     return ended
 
 
-# --- zoomauth.presence receivers (connected in apps.py) ---------------------------------------
+# --- what zoomauth.presence's signals do (receivers.py connects them) ---------------------------
 
 
 def _waiting_on(*, app_id: int, meeting_id: str):
     return Bot.objects.waiting().filter(meeting_id=meeting_id, connection__app_id=app_id)
 
 
-def on_user_joined(sender, *, app_id: int, meeting_id: str, connection_id: int, **kwargs) -> None:
-    for bot in _waiting_on(app_id=app_id, meeting_id=meeting_id).only("pk", "connection_id", "obf_candidates"):
-        if connection_id in _authorizers(bot):
-            enqueue_safely("recallbots.tasks.bot_release_waiting", bot.pk)
+def bots_waiting_for(*, app_id: int, meeting_id: str, connection_id: int) -> list[int]:
+    """The bots of the meeting waiting for this connection's user (their own, or a candidate)."""
+    bots = _waiting_on(app_id=app_id, meeting_id=meeting_id).only("pk", "connection_id", "obf_candidates")
+    return [bot.pk for bot in bots if connection_id in _authorizers(bot)]
 
 
-def on_meeting_ended(sender, *, app_id: int, meeting_id: str, at: datetime, **kwargs) -> None:
+def bots_meeting_ended(*, app_id: int, meeting_id: str, at: datetime) -> None:
     # A bot launched after the end (a late event) waits for the next start.
     for bot in _waiting_on(app_id=app_id, meeting_id=meeting_id).filter(created_at__lt=at):
         _end(bot, status=Bot.Status.MEETING_ENDED, at=at)
