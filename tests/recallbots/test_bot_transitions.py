@@ -1,9 +1,11 @@
 """Bot.status declares Bot.Status as its choices, yet a code Recall adds later is stored and
 shown as it is: over the signed webhook, in the API, on the admin's list, filter and page."""
 
+import ast
 import base64
 import json
 import re
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -77,3 +79,66 @@ def test_final_statuses_are_declared_once():
     assert not hasattr(Bot, "FINAL_STATUSES")
     assert set(Bot.Status.final()) <= set(Bot.Status.values)
     assert Bot(status=Bot.Status.DONE).is_final and not Bot(status=Bot.Status.QUEUED).is_final
+
+
+# --- nothing but the model writes a bot's state -------------------------------------------------
+
+STATE = {
+    *("status", "sub_code", "status_updated_at", "last_error", "queued_payload", "recall_id"),
+    *("launch_next_attempt_at", "launch_attempts", "launch_ambiguous_at", "wait_until", "handed_off_at"),
+}
+BOT_NAMES = {"bot", "successor", "launch", "duplicate"}
+
+
+def state_writes(source: str, filename: str) -> list[str]:
+    """Writes of a bot's state fields: through Bot.objects (update, create with a state),
+    BotStatusChange.objects, an assignment to bot.<field>, or bot.save(update_fields=[<field>])."""
+    tree = ast.parse(source, filename=filename)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            chain = ast.unparse(node.func.value)
+            keywords = {keyword.arg for keyword in node.keywords}
+            if "BotStatusChange.objects" in chain and node.func.attr in {"create", "bulk_create", "update"}:
+                found.append(f"{filename}:{node.lineno} {ast.unparse(node.func)}")
+            elif "Bot.objects" in chain and node.func.attr in {"update", "create", "update_or_create"}:
+                if keywords & STATE:
+                    found.append(f"{filename}:{node.lineno} {ast.unparse(node.func)}({sorted(keywords & STATE)})")
+            elif node.func.attr == "save" and chain in BOT_NAMES:
+                fields = next((k.value for k in node.keywords if k.arg == "update_fields"), None)
+                if fields is None or {getattr(e, "value", None) for e in getattr(fields, "elts", [])} & STATE:
+                    found.append(f"{filename}:{node.lineno} {chain}.save")
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+        )
+        for target in targets:
+            for one in target.elts if isinstance(target, ast.Tuple) else [target]:
+                if isinstance(one, ast.Attribute) and one.attr in STATE and ast.unparse(one.value) in BOT_NAMES:
+                    found.append(f"{filename}:{node.lineno} {ast.unparse(one)} =")
+    return found
+
+
+def test_the_scan_sees_each_way_of_writing_a_bot_state():
+    planted = (
+        "bot.status = 'done'\n"
+        "Bot.objects.filter(pk=1).update(last_error='x')\n"
+        "BotStatusChange.objects.create(bot=bot, code='x')\n"
+        "bot.save(update_fields=['queued_payload'])\n"
+        "bot.status, bot.wait_until = 'a', None\n"
+        "Bot.objects.create(user=u, status='queued')\n"
+    )
+    assert {line.split()[0] for line in state_writes(planted, "x.py")} == {f"x.py:{n}" for n in range(1, 7)}
+    assert not state_writes(
+        "credential.status = 'ok'\nBot.objects.create(user=u)\nbot.save(update_fields=['x'])\n", "y.py"
+    )
+
+
+def test_only_the_bot_model_writes_a_bots_state():
+    root = Path(__file__).resolve().parents[2] / "recallbots"
+    writes = [
+        found
+        for path in sorted(root.rglob("*.py"))
+        if "migrations" not in path.parts and path.name != "models.py"
+        for found in state_writes(path.read_text(), str(path.relative_to(root.parent)))
+    ]
+    assert not writes, "\n".join(writes)
