@@ -8,20 +8,13 @@ from django.utils.html import format_html, format_html_join
 from zoomauth.models import ZoomApp
 
 from . import recall
+from .credentials import credential_create_customer_managed, credential_sync_status
 from .forms import OBF_CANDIDATES_HELP, CheckedByTheApi
+from .launch import LaunchError, LaunchRequest, bot_launch
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
+from .recall_apps import recall_app_delete, recall_app_push_secrets, recall_app_register
 from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
-from .services import (
-    LaunchError,
-    LaunchRequest,
-    bot_launch,
-    credential_create_customer_managed,
-    credential_sync_status,
-    recall_app_delete,
-    recall_app_push_secrets,
-    recall_app_register,
-)
 
 
 class _CallsRecallOnAdd:
@@ -212,12 +205,13 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
         "meeting_id",
         "user",
         "connection",
-        "status",
+        "status_code",
         "sub_code",
         "recall_id",
         "second_bot",
     )
-    list_filter = ("status", "sub_code", DuplicateFilter)
+    # Every stored code, Recall's undeclared ones too (a choices filter would list only Bot.Status).
+    list_filter = (("status", admin.AllValuesFieldListFilter), "sub_code", DuplicateFilter)
     date_hierarchy = "created_at"
     search_fields = ("meeting_id", "recall_id", "user__username")
     list_select_related = ("user", "connection", "connection__app", "duplicate_of")
@@ -261,7 +255,7 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
             "duplicates_list",
             "launch_ambiguous_at",
             "user",
-            *Bot.DESCRIBED_BY,
+            *("status_code" if name == "status" else name for name in Bot.DESCRIBED_BY),
             "previous_bot_link",
             "next_bot_link",
             "token_fetches",
@@ -335,6 +329,11 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     @admin.display(description="handed off to")
     def next_bot_link(self, obj):
         return self._bot_link(Bot.objects.filter(previous_bot=obj).first())
+
+    @admin.display(description="status", ordering="status")
+    def status_code(self, obj):
+        """The code as stored: a code Recall added after Bot.Status shows as it is, not as "-"."""
+        return obj.status
 
     @admin.display(description="what to fix")
     def fatal_hint(self, obj):

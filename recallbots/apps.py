@@ -14,10 +14,11 @@ class RecallBotsConfig(AppConfig):
         from zoomauth import token_sources
         from zoomauth.models import ZoomConnection
 
-        from . import services
+        from . import credentials, receivers
         from .models import RecallOAuthApp
+        from .recall_apps import recall_forward_targets
 
-        register_forward_targets(services.recall_forward_targets)
+        register_forward_targets(recall_forward_targets)
         from brokerproject.overview import register_panel
 
         from . import overview
@@ -28,17 +29,15 @@ class RecallBotsConfig(AppConfig):
 
         from zoomauth import presence
 
-        from . import handoff, waiting
+        presence.user_left.connect(receivers.on_user_left, dispatch_uid="bots-user-left")
+        presence.user_joined.connect(receivers.on_user_joined, dispatch_uid="bots-user-joined")
+        presence.meeting_ended.connect(receivers.on_meeting_ended, dispatch_uid="bots-meeting-ended")
 
-        presence.user_left.connect(handoff.on_user_left, dispatch_uid="bots-user-left")
-        presence.user_joined.connect(waiting.on_user_joined, dispatch_uid="bots-user-joined")
-        presence.meeting_ended.connect(waiting.on_meeting_ended, dispatch_uid="bots-meeting-ended")
-
-        token_sources.register(ZoomConnection.TokenSource.RECALL, services.RecallManagedTokens())
-        token_sources.connection_connected.connect(services.on_connection_connected, dispatch_uid="recall-connected")
+        token_sources.register(ZoomConnection.TokenSource.RECALL, credentials.RecallManagedTokens())
+        token_sources.connection_connected.connect(receivers.on_connection_connected, dispatch_uid="recall-connected")
         token_sources.connection_disconnected.connect(
-            services.on_connection_disconnected, dispatch_uid="recall-disconnected"
+            receivers.on_connection_disconnected, dispatch_uid="recall-disconnected"
         )
         token_sources.callback_secret_rotated.connect(
-            services.on_callback_secret_rotated, dispatch_uid="recall-secret-rotated"
+            receivers.on_callback_secret_rotated, dispatch_uid="recall-secret-rotated"
         )

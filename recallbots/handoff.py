@@ -30,9 +30,10 @@ from brokerproject.celery import enqueue_safely
 from zoomauth.models import CallbackGrant, CallbackLog, ZoomConnection
 from zoomauth.presence import connection_left_since, connections_present, meeting_ended_since, meeting_has_ended
 
+from .launch import LaunchError, LaunchRequest, bot_create_at_recall, bot_recall_payload
 from .meeting_urls import parse_zoom_url
 from .models import Bot
-from .services import LaunchError, LaunchRequest, bot_create_at_recall, bot_recall_payload, bot_status_event
+from .status import bot_status_event
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +92,12 @@ def _successor_create(bot: Bot, authorizers: list[ZoomConnection]) -> Bot:
         handoff=True,
         previous_bot=bot,
         handoff_generation=bot.handoff_generation + 1,
-        status=Bot.Status.QUEUED,
     )
     link = parse_zoom_url(bot.meeting_url)
     holder = successor.callback_holder
     payload = bot_recall_payload(request=request, link=link, meeting_id=bot.meeting_id, holder=holder)
     payload["metadata"] = {**bot.metadata, "broker_bot_id": str(successor.public_id)}
-    successor.queued_payload = json.dumps(payload)
-    successor.save(update_fields=["queued_payload"])
+    successor.queue(payload=json.dumps(payload))  # due now: the caller tries Recall at once
     bot_status_event(bot=successor, code=Bot.Status.QUEUED, sub_code=None, when=timezone.now())
     return successor
 
@@ -154,13 +153,10 @@ def bots_hand_off_due() -> list[int]:
     return list(due.values_list("pk", flat=True).distinct()[:200])
 
 
-# --- zoomauth.presence receiver (connected in apps.py) -----------------------------------------
-
-
-def on_user_left(sender, *, app_id: int, meeting_id: str, connection_id: int, **kwargs) -> None:
+def bots_carrying_obf_of(*, app_id: int, meeting_id: str, connection_id: int) -> list[int]:
+    """The meeting's bots that may hand off and last fetched this connection's OBF token (what
+    zoomauth.presence's user_left does: receivers.py)."""
     bots = Bot.objects.filter(
         meeting_id=meeting_id, connection__app_id=app_id, handoff=True, handed_off_at__isnull=True
     ).only("pk", "public_id")
-    for bot in bots:
-        if bot.obf_minted_for()[0] == connection_id:
-            enqueue_safely("recallbots.tasks.bot_hand_off", bot.pk)
+    return [bot.pk for bot in bots if bot.obf_minted_for()[0] == connection_id]

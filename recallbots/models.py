@@ -1,10 +1,11 @@
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import Case, DurationField, ExpressionWrapper, F, Q, Value, When
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from brokerproject.crypto import StrictEncryptedTextField
 from zoomauth.models import CallbackGrant, CallbackLog, ZoomApp, ZoomConnection
@@ -64,9 +65,18 @@ class BotQuerySet(models.QuerySet):
 
     def waited_out(self, *, now=None):
         """Waiting bots whose wait is over (served by the partial index on wait_until)."""
-        from django.utils import timezone
-
         return self.waiting().filter(wait_until__lte=now or timezone.now())
+
+    def claim_launch(self, *, bot_id: int, lease: timedelta) -> bool:
+        """Claim a queued launch whose next try is due, by moving that try `lease` ahead (a
+        conditional UPDATE, no row lock held while Recall answers): the task's own retry and
+        beat's catch-up never run one launch at once."""
+        now = timezone.now()
+        due = Q(launch_next_attempt_at__isnull=True) | Q(launch_next_attempt_at__lte=now)
+        claimed = self.filter(due, pk=bot_id, status=Bot.Status.QUEUED, recall_id__isnull=True).update(
+            launch_next_attempt_at=now + lease, launch_attempts=F("launch_attempts") + 1
+        )
+        return bool(claimed)
 
 
 class Bot(models.Model):
@@ -90,8 +100,10 @@ class Bot(models.Model):
 
     class Status(models.TextChoices):
         """The broker's own states (queued, created, launch_failed) and Recall's status codes.
-        Recall's codes are not a closed set (its docs say so): the field keeps any code Recall
-        sends; these are the ones the broker knows and acts on."""
+        Recall's codes are not a closed set (its docs say so): the field declares these as its
+        choices, yet keeps any code Recall sends (nothing on the webhook path validates it, and
+        the admin and the API show an unknown code as it is); these are the ones the broker
+        knows and acts on."""
 
         QUEUED = "queued", "Queued (Recall was throttling)"
         WAITING_FOR_USER = "waiting_for_user", "Waiting for its user to join the meeting"
@@ -157,7 +169,8 @@ class Bot(models.Model):
     bot_name = models.CharField(max_length=100, default="Recall Bot")
     join_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=50, default=Status.CREATED)  # any Recall code, see Status
+    # Written only by the transitions below. Any Recall code is kept, declared or not (see Status).
+    status = models.CharField(max_length=50, choices=Status.choices, default=Status.CREATED)
     sub_code = models.CharField(max_length=100, blank=True)
     status_updated_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
@@ -236,7 +249,6 @@ class Bot(models.Model):
     )
     # An Idempotency-Key names one launch for this long; after it, the same key is a new launch.
     IDEMPOTENCY_WINDOW = timedelta(hours=24)
-    FINAL_STATUSES = Status.final()
     IN_CALL_STATUSES = (Status.IN_CALL_NOT_RECORDING, Status.IN_CALL_RECORDING)
     # Recall's call_ended sub_code when Zoom removed an OBF bot because its user left.
     REMOVED_WITH_ITS_USER = "authorized_user_left_meeting"
@@ -259,7 +271,7 @@ class Bot(models.Model):
 
     @property
     def is_final(self) -> bool:
-        return self.status in self.FINAL_STATUSES
+        return self.status in self.Status.final()
 
     @property
     def launch_outcome_unknown(self) -> bool:
@@ -283,6 +295,80 @@ class Bot(models.Model):
             .get()
         )
         return max(0.0, left.total_seconds()) if left is not None else 0.0
+
+    # --- transitions: the only writers of status, status_updated_at, status_changes and the
+    # launch fields. Services decide when; these say how.
+
+    def queue(self, *, payload: str, error: str = "", retry_in: float | None = None) -> bool:
+        """The launch waits as `queued`, its create-bot body stored, until a worker creates it at
+        Recall (after `retry_in` seconds; at once when None). False over a bot that holds a Recall
+        id already (its own status webhook adopted it during an ambiguous create). Read back."""
+        next_at = timezone.now() + timedelta(seconds=retry_in) if retry_in is not None else None
+        queued = Bot.objects.filter(pk=self.pk, recall_id__isnull=True).update(
+            status=Bot.Status.QUEUED, last_error=error[:500], queued_payload=payload, launch_next_attempt_at=next_at
+        )
+        self.refresh_from_db()
+        return bool(queued)
+
+    def queue_retry(self, *, retry_in: float, error: str) -> None:
+        """A queued launch's try failed retryably: the next one in `retry_in` seconds."""
+        Bot.objects.filter(pk=self.pk, status=Bot.Status.QUEUED).update(
+            launch_next_attempt_at=timezone.now() + timedelta(seconds=retry_in), last_error=error[:500]
+        )
+
+    def launch_failed(self, *, error: str) -> None:
+        self.status = Bot.Status.LAUNCH_FAILED
+        self.last_error = error[:500]
+        self.queued_payload = ""
+        self.save(update_fields=["status", "last_error", "queued_payload"])
+
+    def launched(self, *, recall_id: str, changes: list[tuple[str | None, str, datetime]]) -> "Bot | None":
+        """Recall created the launch's bot: the launch holds it, with the statuses (code, sub_code,
+        at) its create answer carried. When the launch holds another Recall bot already (the first
+        one's webhook was adopted while this create ran), this one is a duplicate: recorded,
+        linked and returned, and the launch keeps the id the first bot's webhooks are found by."""
+        if not self.take_recall_id(recall_id):
+            return self.record_duplicate(recall_id=recall_id)
+        for code, sub_code, at in changes:
+            self._take_status(code=code, sub_code=sub_code, at=at)
+        self.save(update_fields=["status", "sub_code", "status_updated_at"])
+        return None
+
+    def wait_for_user(self, *, payload: str, until: datetime) -> None:
+        self.status = Bot.Status.WAITING_FOR_USER
+        self.queued_payload = payload
+        self.wait_until = until
+        self.save(update_fields=["status", "queued_payload", "wait_until"])
+
+    def record_status_change(self, *, code: str, sub_code: str | None, at: datetime, webhook_id: str) -> bool:
+        """Append one of Recall's status events, on its own (committed before the status is
+        taken, as a redelivery must find it); False for a redelivery (webhook_id seen)."""
+        try:
+            with transaction.atomic():
+                BotStatusChange.objects.create(
+                    bot=self,
+                    code=code[:50],
+                    sub_code=(sub_code or "")[:100],
+                    occurred_at=at,
+                    webhook_id=webhook_id[:100] or None,
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def record_status(self, *, code: str, sub_code: str | None, at: datetime) -> "Bot":
+        """In the caller's transaction: lock the row and take Recall's status unless a newer one
+        is stored (webhooks arrive out of order). Returns the locked row."""
+        bot = Bot.objects.select_for_update().get(pk=self.pk)
+        bot._take_status(code=code[:50], sub_code=(sub_code or "")[:100], at=at)
+        bot.save(update_fields=["status", "sub_code", "status_updated_at"])
+        return bot
+
+    def _take_status(self, *, code: str | None, sub_code: str, at: datetime) -> None:
+        if self.status_updated_at is None or at >= self.status_updated_at:
+            self.status = self.status if code is None else code
+            self.sub_code = sub_code
+            self.status_updated_at = at
 
     def take_recall_id(self, recall_id: str) -> bool:
         """The launch holds this Recall bot from now on; False when it already holds another one
@@ -322,12 +408,13 @@ class Bot(models.Model):
             return Bot.objects.get(recall_id=recall_id[:64])
 
     def end_waiting(self, *, status: str, at) -> bool:
-        """A waiting bot ends without ever being sent to Recall; False if it was not waiting."""
+        """A waiting bot ends without ever being sent to Recall (user_never_joined,
+        meeting_ended), in the caller's transaction; False if it was not waiting."""
         ended = Bot.objects.filter(pk=self.pk, status=Bot.Status.WAITING_FOR_USER).update(
             status=status, status_updated_at=at, queued_payload=""
         )
         if ended:
-            self.status, self.status_updated_at, self.queued_payload = status, at, ""
+            self._ended_unsent(status=status, at=at)
         return bool(ended)
 
     def end_queued_unsent(self, *, status: str, at) -> bool:
@@ -337,8 +424,12 @@ class Bot(models.Model):
             pk=self.pk, status=Bot.Status.QUEUED, recall_id__isnull=True, launch_ambiguous_at__isnull=True
         ).update(status=status, status_updated_at=at, queued_payload="", launch_next_attempt_at=None)
         if ended:
-            self.status, self.status_updated_at, self.queued_payload = status, at, ""
+            self._ended_unsent(status=status, at=at)
         return bool(ended)
+
+    def _ended_unsent(self, *, status: str, at) -> None:
+        self.status, self.status_updated_at, self.queued_payload = status, at, ""
+        BotStatusChange.objects.create(bot=self, code=status, occurred_at=at)
 
     def release_waiting(self) -> bool:
         """Its user is in: the launch goes to Recall (as a queued launch, claimed there)."""

@@ -8,10 +8,14 @@ firewall, e.g. a localhost URL in the payload), 404.
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import requests
 from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from urllib3 import exceptions as urllib3_exceptions
 
 from brokerproject import http
@@ -125,32 +129,10 @@ class RecallClient:
         url = self.base_url + path
         waited = 0.0
         for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = SESSION.request(
-                    method,
-                    url,
-                    json=json,
-                    params=params,
-                    timeout=self.timeout,
-                    headers={"Authorization": f"Token {self.api_key}", "Accept": "application/json"},
-                )
-            except requests.ConnectTimeout:
-                error = RecallRetryableError("Could not connect to Recall (timeout)")
-            except requests.ConnectionError as exc:
-                error = RecallRetryableError(f"Could not reach Recall ({type(exc).__name__})", ambiguous=_was_sent(exc))
-            except requests.RequestException as exc:  # a read timeout: the request was sent
-                error = RecallRetryableError(f"Recall did not answer ({type(exc).__name__})", ambiguous=True)
-            else:
-                if response.status_code < 400:
-                    return response.json() if response.content else {}
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = {}
-                body = body if isinstance(body, dict) else {"detail": str(body)[:300]}
-                error = self._error(response, body)
-                if not isinstance(error, RecallRetryableError):
-                    raise error
+            outcome = self._attempt(method, url, json=json, params=params)
+            if not isinstance(outcome, RecallRetryableError):
+                return outcome  # Recall's answer
+            error = outcome
             if error.ambiguous and not repeat_ambiguous:
                 raise error
             wait = backoff(attempt, base=0.5, cap=8.0, retry_after=error.retry_after)
@@ -160,6 +142,36 @@ class RecallClient:
             time.sleep(wait)
             waited += wait
         raise AssertionError("unreachable")
+
+    def _attempt(self, method: str, url: str, *, json: dict | None, params: dict | None) -> Any:
+        """One request: Recall's answer (its JSON), or the RecallRetryableError to retry on; any
+        other error is raised."""
+        try:
+            response = SESSION.request(
+                method,
+                url,
+                json=json,
+                params=params,
+                timeout=self.timeout,
+                headers={"Authorization": f"Token {self.api_key}", "Accept": "application/json"},
+            )
+        except requests.ConnectTimeout:
+            return RecallRetryableError("Could not connect to Recall (timeout)")
+        except requests.ConnectionError as exc:
+            return RecallRetryableError(f"Could not reach Recall ({type(exc).__name__})", ambiguous=_was_sent(exc))
+        except requests.RequestException as exc:  # a read timeout: the request was sent
+            return RecallRetryableError(f"Recall did not answer ({type(exc).__name__})", ambiguous=True)
+        if response.status_code < 400:
+            return response.json() if response.content else {}
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {"detail": str(body)[:300]}
+        error = self._error(response, body)
+        if not isinstance(error, RecallRetryableError):
+            raise error
+        return error
 
     def _error(self, response: requests.Response, body: dict) -> RecallError:
         status = response.status_code
@@ -279,3 +291,16 @@ class RecallClient:
             if not cursor_url:
                 return results
             params = {key: values[0] for key, values in parse_qs(urlparse(cursor_url).query).items()}
+
+
+def parse_time(value) -> datetime | None:
+    """A time in Recall's answers (ISO 8601; naive means UTC), None when missing or impossible."""
+    if not value:
+        return None
+    try:
+        parsed = parse_datetime(str(value))
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        return None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed

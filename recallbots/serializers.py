@@ -3,10 +3,10 @@ from rest_framework import serializers
 
 from zoomauth.models import CallbackLog, ZoomConnection
 
+from .launch import validate_join_at
 from .meeting_urls import validate_zoom_meeting_url
 from .models import Bot, BotStatusChange
 from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
-from .services import validate_join_at
 
 
 class BotStatusChangeSerializer(serializers.ModelSerializer):
@@ -38,6 +38,8 @@ class BotSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     connection = serializers.UUIDField(source="connection.public_id", read_only=True, allow_null=True)
     status_changes = BotStatusChangeSerializer(many=True, read_only=True)
+    # Any code Recall sends, as it is: Bot.Status names the known ones, not all of them.
+    status = serializers.CharField(read_only=True, max_length=50)
     fatal_hint = serializers.CharField(read_only=True)
     token_fetches = serializers.SerializerMethodField()
     obf_candidates = serializers.SerializerMethodField()

@@ -6,7 +6,7 @@ from brokerproject.celery import enqueue_safely
 from brokerproject.retry import backoff
 from zoomauth.models import ZoomConnection
 
-from . import handoff, recall, services, waiting
+from . import credentials, handoff, launch, recall, selectors, waiting
 from .models import RecallOAuthApp
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ def credential_create_customer_managed(self, connection_id: int) -> None:
     if connection is None or not connection.is_usable or connection.token_source != ZoomConnection.TokenSource.LOCAL:
         return
     try:
-        services.credential_create_customer_managed(connection=connection)
+        credentials.credential_create_customer_managed(connection=connection)
     except recall.RecallRetryableError as exc:
         raise self.retry(countdown=_retry_in(self, exc)) from None
     except recall.RecallError as exc:
@@ -32,7 +32,7 @@ def credential_create_customer_managed(self, connection_id: int) -> None:
 @shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=8)
 def credential_delete_for_connection(self, connection_id: int) -> None:
     try:
-        services.credential_delete_for_connection(connection_id=connection_id)
+        credentials.credential_delete_for_connection(connection_id=connection_id)
     except recall.RecallRetryableError as exc:
         raise self.retry(countdown=_retry_in(self, exc)) from None
 
@@ -42,7 +42,7 @@ def credentials_sync_statuses() -> int:
     count = 0
     for recall_app in RecallOAuthApp.objects.all():
         try:
-            count += services.credentials_sync_statuses(recall_app=recall_app)
+            count += credentials.credentials_sync_statuses(recall_app=recall_app)
         except recall.RecallError as exc:
             logger.info("credential status sync failed: %s", exc, extra={"recall_app": recall_app.recall_id})
     return count
@@ -51,14 +51,14 @@ def credentials_sync_statuses() -> int:
 @shared_task(ignore_result=True, acks_late=True)
 def bot_create_at_recall(bot_id: int) -> None:
     """One try; the next one is a new message after Recall's Retry-After (no worker sleeps on it)."""
-    delay = services.bot_create_at_recall(bot_id=bot_id)
+    delay = launch.bot_create_at_recall(bot_id=bot_id)
     if delay is not None:
         enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id, countdown=delay)
 
 
 @shared_task(ignore_result=True)
 def bots_queued_due() -> int:
-    due = services.bots_queued_due()
+    due = selectors.bots_queued_due()
     for bot_id in due:
         enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id)
     return len(due)

@@ -20,16 +20,10 @@ from rest_framework.views import APIView
 from brokerproject import jsonbody, signing
 
 from .forms import LaunchForm
+from .launch import LaunchError, LaunchForbidden, LaunchRepeated, LaunchRequest, bot_launch
 from .models import Bot
 from .serializers import BotSerializer, LaunchBotSerializer
-from .services import (
-    LaunchError,
-    LaunchForbidden,
-    LaunchRepeated,
-    LaunchRequest,
-    bot_launch,
-    bot_record_status,
-)
+from .status import bot_record_status
 
 logger = logging.getLogger(__name__)
 

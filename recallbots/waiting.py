@@ -22,7 +22,8 @@ from brokerproject.celery import enqueue_safely
 from zoomauth.presence import connections_present, meeting_visible
 from zoomauth.services import callback_grants_end
 
-from .models import Bot, BotStatusChange
+from .models import Bot
+from .status import bot_status_event
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,7 @@ def launch_presence(*, request, meeting_id: str) -> str:
 def bot_wait(*, bot: Bot, payload: dict, wait_minutes: int) -> Bot:
     """Store the launch as waiting; launch it now if its user is in already."""
     wait = timedelta(minutes=wait_minutes)
-    bot.status = Bot.Status.WAITING_FOR_USER
-    bot.queued_payload = json.dumps(payload)
-    bot.wait_until = timezone.now() + wait
-    bot.save(update_fields=["status", "queued_payload", "wait_until"])
+    bot.wait_for_user(payload=json.dumps(payload), until=timezone.now() + wait)
     transaction.on_commit(
         lambda: enqueue_safely("recallbots.tasks.bot_wait_expire", bot.pk, countdown=wait.total_seconds())
     )
@@ -64,7 +62,7 @@ def _authorizers(bot: Bot) -> list[int]:
 def bot_release_waiting(*, bot_id: int) -> float | None:
     """Its user is in: create the bot at Recall now. Returns a delay before the next try when
     Recall throttles (the launch is then an ordinary queued one)."""
-    from .services import bot_create_at_recall
+    from .launch import bot_create_at_recall  # launch imports this module
 
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or not bot.release_waiting():
@@ -74,12 +72,9 @@ def bot_release_waiting(*, bot_id: int) -> float | None:
 
 
 def _end(bot: Bot, *, status: str, at: datetime) -> bool:
-    from .services import bot_status_event
-
     with transaction.atomic():
         if not bot.end_waiting(status=status, at=at):
             return False
-        BotStatusChange.objects.create(bot=bot, code=status, occurred_at=at)
         callback_grants_end(holder=bot.callback_holder)  # no bot was sent: its URLs end now
         bot_status_event(bot=bot, code=status, sub_code=None, when=at)
     logger.info("bot's wait ended", extra={"bot": bot.public_id, "status": status})
@@ -106,20 +101,20 @@ def bots_waited_out() -> int:
     return ended
 
 
-# --- zoomauth.presence receivers (connected in apps.py) ---------------------------------------
+# --- what zoomauth.presence's signals do (receivers.py connects them) ---------------------------
 
 
 def _waiting_on(*, app_id: int, meeting_id: str):
     return Bot.objects.waiting().filter(meeting_id=meeting_id, connection__app_id=app_id)
 
 
-def on_user_joined(sender, *, app_id: int, meeting_id: str, connection_id: int, **kwargs) -> None:
-    for bot in _waiting_on(app_id=app_id, meeting_id=meeting_id).only("pk", "connection_id", "obf_candidates"):
-        if connection_id in _authorizers(bot):
-            enqueue_safely("recallbots.tasks.bot_release_waiting", bot.pk)
+def bots_waiting_for(*, app_id: int, meeting_id: str, connection_id: int) -> list[int]:
+    """The bots of the meeting waiting for this connection's user (their own, or a candidate)."""
+    bots = _waiting_on(app_id=app_id, meeting_id=meeting_id).only("pk", "connection_id", "obf_candidates")
+    return [bot.pk for bot in bots if connection_id in _authorizers(bot)]
 
 
-def on_meeting_ended(sender, *, app_id: int, meeting_id: str, at: datetime, **kwargs) -> None:
+def bots_meeting_ended(*, app_id: int, meeting_id: str, at: datetime) -> None:
     # A bot launched after the end (a late event) waits for the next start.
     for bot in _waiting_on(app_id=app_id, meeting_id=meeting_id).filter(created_at__lt=at):
         _end(bot, status=Bot.Status.MEETING_ENDED, at=at)
