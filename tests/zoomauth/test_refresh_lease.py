@@ -122,10 +122,15 @@ def test_a_refresh_whose_lease_is_taken_while_zoom_answers_stores_nothing(connec
     intruder = uuid.uuid4()
 
     def take_over():
-        deadline = time.monotonic() + 5
-        while fake_zoom.counters["refresh"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        ZoomConnection.objects.filter(pk=connection.pk).update(refresh_lease_holder=intruder)
+        from django.db import connections
+
+        try:
+            deadline = time.monotonic() + 5
+            while fake_zoom.counters["refresh"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            ZoomConnection.objects.filter(pk=connection.pk).update(refresh_lease_holder=intruder)
+        finally:
+            connections.close_all()  # this thread's: else it keeps a pool connection after the test
 
     thief = threading.Thread(target=take_over)
     thief.start()
@@ -134,9 +139,6 @@ def test_a_refresh_whose_lease_is_taken_while_zoom_answers_stores_nothing(connec
             connection_fresh_access_token(connection_id=connection.pk, min_validity=timedelta(minutes=5))
     finally:
         thief.join()
-        from django.db import connections
-
-        connections.close_all()
     stored = ZoomConnection.objects.get(pk=connection.pk)
     assert stored.token_generation == connection.token_generation and stored.refresh_lease_holder == intruder
 
