@@ -194,7 +194,7 @@ class Broker:
 
 
 class FakeProcess:
-    """A fake started as its own process (python -m tests.fakes.zoom / recall), as in make demo."""
+    """A fake started as its own process (python -m fakes.zoom / recall), as in make demo."""
 
     def __init__(self, module: str, *args: str, log_dir: Path):
         self.port = free_port()
@@ -223,11 +223,11 @@ class FakeProcess:
 
 @pytest.fixture(scope="session")
 def e2e_fakes(tmp_path_factory):
-    from tests.fakes.control import FakeRecallControl, FakeZoomControl
+    from fakes.control import FakeRecallControl, FakeZoomControl
 
     log_dir = tmp_path_factory.mktemp("fakes")
-    zoom = FakeProcess("tests.fakes.zoom", log_dir=log_dir)
-    recall_process = FakeProcess("tests.fakes.recall", "--zoom", zoom.base_url, log_dir=log_dir)
+    zoom = FakeProcess("fakes.zoom", log_dir=log_dir)
+    recall_process = FakeProcess("fakes.recall", "--zoom", zoom.base_url, log_dir=log_dir)
     yield FakeZoomControl(zoom.base_url), FakeRecallControl(recall_process.base_url)
     recall_process.stop()
     zoom.stop()

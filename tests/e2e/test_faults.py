@@ -23,9 +23,9 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from accounts.models import ApiToken, User
+from fakes.http import FakeServer, json_response
 from recallbots.models import Bot, RecallOAuthApp
 from tests.conftest import WEBHOOK_SECRET, WHSEC
-from tests.fakes.http import FakeServer, json_response
 from webhooks.models import EventDelivery, EventEndpoint
 from zoomauth.models import ZoomConnection
 

@@ -4,7 +4,7 @@ OAuth (authorize page, token endpoint with rotation, revoke), the REST calls the
 (/users/me, ZAK, OBF, local-recording join token), per-account rate limits, fault injection,
 a sender of signed webhooks, and a control API under /_control/ for tests and the demo.
 
-Run alone: python -m tests.fakes.zoom --port 9100
+Run alone: python -m fakes.zoom --port 9100
 """
 
 import base64

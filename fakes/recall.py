@@ -6,7 +6,7 @@ webhook receiver (which re-verifies Zoom's signature over the bytes it gets), cr
 both modes, and bots that GET their token URLs at join time, check the tokens with the fake
 Zoom and report their status with Standard Webhooks signatures.
 
-Run alone: python -m tests.fakes.recall --port 9200 --zoom http://127.0.0.1:9100
+Run alone: python -m fakes.recall --port 9200 --zoom http://127.0.0.1:9100
 """
 
 import base64
