@@ -88,7 +88,7 @@ def main() -> None:
     try:
         procs.append(
             subprocess.Popen(
-                [PY, "-m", "tests.fakes.zoom", "--port", str(ZOOM_PORT)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL
+                [PY, "-m", "fakes.zoom", "--port", str(ZOOM_PORT)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL
             )
         )
         wait_for(ZOOM_URL + "/_control/counters")

@@ -95,8 +95,8 @@ def seed():
     from django.core.management import call_command
 
     from accounts.models import User
+    from fakes.control import FakeZoomControl
     from recallbots.models import RecallOAuthApp
-    from tests.fakes.control import FakeZoomControl
     from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection
     from zoomauth.services import connection_save_grant
     from zoomauth.zoom import ZoomUser, exchange_code
@@ -357,7 +357,7 @@ def main() -> None:
     try:
         procs.append(
             subprocess.Popen(
-                [PY, "-m", "tests.fakes.zoom", "--port", str(ZOOM_PORT)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL
+                [PY, "-m", "fakes.zoom", "--port", str(ZOOM_PORT)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL
             )
         )
         wait_for(ZOOM_URL + "/_control/counters")

@@ -122,7 +122,7 @@ class Backend:
     """The customer's backend: each signed event the broker sends, verified, with its arrival."""
 
     def __init__(self):
-        from tests.fakes.http import FakeServer, json_response
+        from fakes.http import FakeServer, json_response
 
         received = self.received = []
 
@@ -275,8 +275,8 @@ def intake(broker_url: str, app, people, seconds: int) -> None:
 
 
 def joins_and_waits(broker_url: str, app, people, fake_zoom, fake_recall, backend, endpoint, bots: int) -> None:
+    from fakes.zoom import send_webhook
     from recallbots.models import Bot
-    from tests.fakes.zoom import send_webhook
     from zoomauth.models import MeetingActivity
 
     never = people[bots : bots + 10]
@@ -395,7 +395,7 @@ def _never_events(backend, endpoint, never_ids) -> list[dict]:
 def handoffs(broker_url: str, app, pairs, fake_zoom, fake_recall, in_call_seconds: float) -> None:
     """Each pair: (launching user, candidate), each with their own API key."""
     from recallbots.models import Bot
-    from tests.fakes.zoom import send_webhook
+    from fakes.zoom import send_webhook
     from zoomauth.models import MeetingActivity, MeetingPresence
 
     meetings = [str(MEETING_BASE + 300000 + k) for k in range(len(pairs))]
@@ -650,14 +650,14 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     cache.clear()
+    from fakes.control import FakeRecallControl, FakeZoomControl
     from tests.conftest import WHSEC
     from tests.e2e.conftest import Broker, FakeProcess
-    from tests.fakes.control import FakeRecallControl, FakeZoomControl
     from webhooks.models import EventEndpoint
 
     log_dir = Path(tempfile.mkdtemp(prefix="bench-presence-"))
-    zoom_process = FakeProcess("tests.fakes.zoom", log_dir=log_dir)
-    recall_process = FakeProcess("tests.fakes.recall", "--zoom", zoom_process.base_url, log_dir=log_dir)
+    zoom_process = FakeProcess("fakes.zoom", log_dir=log_dir)
+    recall_process = FakeProcess("fakes.recall", "--zoom", zoom_process.base_url, log_dir=log_dir)
     fake_zoom, fake_recall = FakeZoomControl(zoom_process.base_url), FakeRecallControl(recall_process.base_url)
     from django.conf import settings
 

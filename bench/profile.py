@@ -69,7 +69,7 @@ def main() -> None:
     try:
         procs.append(
             subprocess.Popen(
-                [stack.PY, "-m", "tests.fakes.zoom", "--port", str(stack.ZOOM_PORT)],
+                [stack.PY, "-m", "fakes.zoom", "--port", str(stack.ZOOM_PORT)],
                 env=stack.ENV,
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,

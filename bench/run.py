@@ -55,7 +55,7 @@ from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from accounts.models import User  # noqa: E402
-from tests.fakes.zoom import FakeZoom  # noqa: E402
+from fakes.zoom import FakeZoom  # noqa: E402
 from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection  # noqa: E402
 from zoomauth.services import connection_save_grant  # noqa: E402
 from zoomauth.zoom import TokenSet, ZoomUser, exchange_code  # noqa: E402

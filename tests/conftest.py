@@ -59,7 +59,7 @@ WHSEC = "whsec_" + __import__("base64").b64encode(b"recall-verification-secret-3
 
 @pytest.fixture(scope="session")
 def _fake_zoom_server():
-    from tests.fakes.zoom import FakeZoom
+    from fakes.zoom import FakeZoom
 
     server = FakeZoom().start()
     yield server
@@ -68,7 +68,7 @@ def _fake_zoom_server():
 
 @pytest.fixture(scope="session")
 def _fake_recall_server(_fake_zoom_server):
-    from tests.fakes.recall import FakeRecall
+    from fakes.recall import FakeRecall
 
     server = FakeRecall(zoom_base_url=_fake_zoom_server.base_url).start()
     yield server

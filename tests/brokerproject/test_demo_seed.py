@@ -40,10 +40,10 @@ def test_the_demo_seed_runs_twice_after_a_user_connected(tmp_path, _fake_zoom_se
         return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
     assert run("manage.py", "migrate", "-v0").returncode == 0
-    first = run("-m", "tests.fakes.seed_demo")
+    first = run("-m", "fakes.seed_demo")
     assert first.returncode == 0, first.stderr[-2000:]
     assert run("-c", A_CREDENTIAL_EXISTS).returncode == 0
     _fake_recall_server.reset()  # the demo's fake Recall restarts empty
-    second = run("-m", "tests.fakes.seed_demo")
+    second = run("-m", "fakes.seed_demo")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Demo ready" in second.stdout

@@ -10,9 +10,9 @@ from django.test import Client
 from encrypted_model_fields import fields as encrypted_fields
 
 from brokerproject import jsonbody
+from fakes.recall import standard_webhook_headers
 from recallbots.models import Bot
 from tests.conftest import WHSEC
-from tests.fakes.recall import standard_webhook_headers
 from tests.webhooks.test_zoom_webhooks import post_event
 from webhooks.models import ZoomWebhookDelivery
 

@@ -5,7 +5,7 @@ import pytest
 import requests
 
 from brokerproject import http
-from tests.fakes.http import FakeServer, json_response
+from fakes.http import FakeServer, json_response
 
 
 def answering(name: str) -> FakeServer:

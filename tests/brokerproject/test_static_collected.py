@@ -35,7 +35,9 @@ def test_collectstatic_hashes_and_compresses_and_serves_for_a_year(tmp_path):
     shutil.copytree(
         ROOT,
         app,
-        ignore=shutil.ignore_patterns(".venv", ".git", "var", "staticfiles", "tests", "bench", "__pycache__", ".env"),
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "var", "staticfiles", "tests", "fakes", "bench", "__pycache__", ".env"
+        ),
     )
     env = {
         **os.environ,

@@ -4,18 +4,21 @@ The tests drive and inspect the fakes through their control APIs."""
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 import requests
 from django.conf import settings as django_settings
-from django.db import connection as db_connection
+from django.db import OperationalError, connections, transaction
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, WHSEC
 
@@ -42,8 +45,9 @@ class Broker:
         *,
         fake_zoom,
         fake_recall,
-        database_name: str,
         log_dir: Path,
+        database: "BrokerDatabase | None" = None,
+        database_name: str = "",
         redis_url: str = E2E_REDIS,
         extra_env: dict | None = None,
         threads: int | None = 8,
@@ -51,6 +55,8 @@ class Broker:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_dir = log_dir
+        self.database = database
+        database_name = database.name if database else database_name
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))},
             "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
@@ -165,13 +171,6 @@ class Broker:
             pass
         self.processes[name].wait(timeout=10)
 
-    def pause_group(self, name: str, signum: int) -> None:
-        """A signal to a process and its children (a worker's pool): SIGSTOP, SIGCONT."""
-        try:
-            os.killpg(self.processes[name].pid, signum)
-        except ProcessLookupError:
-            pass
-
     def signal(self, name: str, signum: int) -> None:
         self.processes[name].send_signal(signum)
 
@@ -179,8 +178,6 @@ class Broker:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        for name in self.processes:  # a stopped process ignores SIGTERM until continued
-            self.pause_group(name, signal.SIGCONT)
         for process in self.processes.values():
             try:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -194,7 +191,7 @@ class Broker:
 
 
 class FakeProcess:
-    """A fake started as its own process (python -m tests.fakes.zoom / recall), as in make demo."""
+    """A fake started as its own process (python -m fakes.zoom / recall), as in make demo."""
 
     def __init__(self, module: str, *args: str, log_dir: Path):
         self.port = free_port()
@@ -223,96 +220,170 @@ class FakeProcess:
 
 @pytest.fixture(scope="session")
 def e2e_fakes(tmp_path_factory):
-    from tests.fakes.control import FakeRecallControl, FakeZoomControl
+    from fakes.control import FakeRecallControl, FakeZoomControl
 
     log_dir = tmp_path_factory.mktemp("fakes")
-    zoom = FakeProcess("tests.fakes.zoom", log_dir=log_dir)
-    recall_process = FakeProcess("tests.fakes.recall", "--zoom", zoom.base_url, log_dir=log_dir)
+    zoom = FakeProcess("fakes.zoom", log_dir=log_dir)
+    recall_process = FakeProcess("fakes.recall", "--zoom", zoom.base_url, log_dir=log_dir)
     yield FakeZoomControl(zoom.base_url), FakeRecallControl(recall_process.base_url)
     recall_process.stop()
     zoom.stop()
 
 
-@pytest.fixture(scope="session")
-def broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory):
-    redis.Redis.from_url(E2E_REDIS).flushdb()
-    with django_db_blocker.unblock():
-        database_name = db_connection.settings_dict["NAME"]
-    fake_zoom, fake_recall = e2e_fakes
-    running = Broker(
-        fake_zoom=fake_zoom,
-        fake_recall=fake_recall,
-        database_name=database_name,
-        log_dir=tmp_path_factory.mktemp("e2e"),
-    ).start()
-    yield running
-    running.stop()
+class BrokerDatabase:
+    """A database of one broker's own, made from the migrations (manage.py migrate, as a deploy
+    does) and dropped after it. For the length of a scenario the test process's default alias is
+    pointed at it, so the ORM, raw SQL and any service a test calls in-process see what the
+    broker's processes see, and the in-process tests keep pytest-django's database to themselves:
+    no beat or worker of the broker's ever touches it."""
 
+    # What the migrations write and every process caches (content type ids): kept by the clean.
+    KEPT = ("django_migrations", "django_content_type", "auth_permission")
+    # Below PostgreSQL's deadlock_timeout (1 s): a broker process made to wait by the clean never
+    # waits long enough to be picked as a deadlock's victim; the clean gives up and tries again.
+    LOCK_WAIT = "300ms"
 
-def _busy_sessions() -> int:
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+    def __init__(self, suffix: str):
+        self.settings = connections["default"].settings_dict
+        self.test_database = self.settings["NAME"]  # pytest-django's, the in-process tests'
+        self.name = f"{self.test_database}_{suffix}"
+
+    def _server(self) -> psycopg.Connection:
+        return psycopg.connect(
+            host=self.settings["HOST"] or "127.0.0.1",
+            port=self.settings["PORT"] or 5432,
+            user=self.settings["USER"] or "postgres",
+            password=self.settings["PASSWORD"] or None,
+            dbname="postgres",
+            autocommit=True,
         )
-        return cursor.fetchone()[0]
 
+    def create(self) -> "BrokerDatabase":
+        with self._server() as server:
+            server.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            server.execute(f'CREATE DATABASE "{self.name}"')
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+        env |= {
+            "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
+            "DEBUG": "true",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.name}",
+        }
+        done = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, capture_output=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"migrate {self.name} failed:\n{done.stderr.decode()[-3000:]}")
+        return self
 
-def wait_for_quiet_database(timeout: float = 10.0) -> None:
-    """Wait until no other session of the test database is inside a statement or transaction."""
-    quiet_polls = 0
-    deadline = time.time() + timeout
-    while time.time() < deadline and quiet_polls < 3:
-        quiet_polls = quiet_polls + 1 if _busy_sessions() == 0 else 0
-        time.sleep(0.05)
+    def drop(self) -> None:
+        with self._server() as server:
+            server.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
-
-def quiesce(broker: "Broker") -> None:
-    """Before pytest-django truncates every table: beat, the workers and the web paused, never while
-    one of them is inside a transaction. A countdown task firing mid-TRUNCATE deadlocks it, and so
-    does a request the fakes still send (Recall's status webhooks for the scenario's bots)."""
-    broker.signal("beat", signal.SIGSTOP)
-    paused = [name for name in broker.processes if name != "beat"]
-    for _ in range(50):
-        wait_for_quiet_database()
-        for name in paused:
-            broker.pause_group(name, signal.SIGSTOP)
-        if _busy_sessions() == 0:
-            return
-        for name in paused:
-            broker.pause_group(name, signal.SIGCONT)
-    raise RuntimeError("the broker's workers would not leave the database alone")
-
-
-def resume(broker: "Broker") -> None:
-    """Continue every process. gunicorn's workers first: their master kills a worker whose
-    heartbeat is older than its timeout (30 s) by the monotonic clock, which ran on during the
-    pause, so the workers get to beat before the master looks."""
-    web = broker.processes.get("web")
-    if web is not None and web.poll() is None:
-        children = subprocess.run(["pgrep", "-P", str(web.pid)], capture_output=True, text=True).stdout.split()
-        for pid in children:
+    @contextmanager
+    def in_use(self, django_db_blocker):
+        """The default alias on this database for one scenario, emptied afterwards. Every thread's
+        connection is made from the same settings dict and the process's one pool, so threads a
+        test starts follow too."""
+        connection = connections["default"]
+        with django_db_blocker.unblock():
+            assert not connection.in_atomic_block, "an e2e scenario takes no `db` fixture: its database is the broker's"
+            self._point_default_at(self.name)
             try:
-                os.kill(int(pid), signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.3)
-    for name in broker.processes:
-        broker.pause_group(name, signal.SIGCONT)
+                yield self
+            finally:
+                try:
+                    self.clean()
+                finally:
+                    self._point_default_at(self.test_database)
+
+    def _point_default_at(self, name: str) -> None:
+        connection = connections["default"]
+        connection.close()
+        connection.close_pool()  # a pool keeps connections to the database it was made for
+        self.settings["NAME"] = name
+
+    def clean(self, timeout: float = 60.0) -> int:
+        """TRUNCATE every table but KEPT while the broker's processes run, and return the tries it
+        took. Every lock is taken before any row goes, within LOCK_WAIT or not at all: a task or
+        request that holds one of the tables (a countdown firing, a status webhook the fake Recall
+        still sends) finishes, and one that asks for a table the clean holds waits a moment."""
+        connection = connections["default"]
+        assert self.settings["NAME"] == self.name
+        names = [name for name in connection.introspection.table_names() if name not in self.KEPT]
+        tables = ", ".join(connection.ops.quote_name(name) for name in names)
+        deadline = time.monotonic() + timeout
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL statement_timeout = '{self.LOCK_WAIT}'")
+                    cursor.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+                    cursor.execute("SET LOCAL statement_timeout = 0")
+                    cursor.execute(f"TRUNCATE {tables}")
+                return tries
+            except OperationalError as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.QueryCanceled) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+@contextmanager
+def broker_database(suffix: str):
+    database = BrokerDatabase(suffix).create()
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+class PrivateRedis:
+    """A redis-server of one broker's own: its queues are nobody else's, and a scenario can kill
+    it and start it again."""
+
+    def __init__(self, log_dir):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_dir = log_dir
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        command = [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port)]
+        command += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.log_dir)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self._answers(), timeout=10, interval=0.05)
+
+    def _answers(self) -> bool:
+        try:
+            return redis.Redis(port=self.port, socket_timeout=0.5).ping()
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def broker(django_db_setup, e2e_fakes, tmp_path_factory):
+    redis.Redis.from_url(E2E_REDIS).flushdb()
+    fake_zoom, fake_recall = e2e_fakes
+    with broker_database("e2e") as database:
+        running = Broker(
+            fake_zoom=fake_zoom, fake_recall=fake_recall, database=database, log_dir=tmp_path_factory.mktemp("e2e")
+        ).start()
+        yield running
+        running.stop()
 
 
 @pytest.fixture
-def e2e(broker, transactional_db, e2e_fakes, settings):
-    """A clean world for one scenario: fakes reset and wired, the broker's settings mirrored here.
-
-    Afterwards the broker's processes are paused outside any transaction (quiesce), and stay so
-    until the next scenario: pytest-django's TRUNCATE of every table deadlocks with no task or
-    request, and the tests that run in-process after the e2e ones share the test database with
-    no beat or worker of the broker's refreshing their connections.
-    """
-    resume(broker)
-    yield _scenario(broker, e2e_fakes, settings)
-    quiesce(broker)
+def e2e(broker, e2e_fakes, settings, django_db_blocker):
+    """A clean world for one scenario: the broker's database this test's, the fakes reset and
+    wired, the broker's settings mirrored here. Afterwards the database is emptied while the
+    broker runs (BrokerDatabase.clean): nothing is paused."""
+    with broker.database.in_use(django_db_blocker):
+        yield _scenario(broker, e2e_fakes, settings)
 
 
 def _scenario(broker, e2e_fakes, settings):

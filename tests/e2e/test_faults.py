@@ -8,8 +8,6 @@ Each scenario drives the broker only over HTTP and reads what the fakes observed
 import hashlib
 import json
 import re
-import shutil
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,79 +21,48 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from accounts.models import ApiToken, User
+from fakes.http import FakeServer, json_response
 from recallbots.models import Bot, RecallOAuthApp
 from tests.conftest import WEBHOOK_SECRET, WHSEC
-from tests.fakes.http import FakeServer, json_response
 from webhooks.models import EventDelivery, EventEndpoint
 from zoomauth.models import ZoomConnection
 
-from .conftest import Broker, _scenario, free_port, quiesce, resume, wait_for
+from .conftest import Broker, PrivateRedis, _scenario, broker_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 USERS = 40
 
 
-class PrivateRedis:
-    """A redis-server for this module only: killed and started again by the Redis scenario."""
-
-    def __init__(self, log_dir):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        command = [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port)]
-        command += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.log_dir)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._answers(), timeout=10, interval=0.05)
-
-    def _answers(self) -> bool:
-        try:
-            return redis.Redis(port=self.port, socket_timeout=0.5).ping()
-        except redis.RedisError:
-            return False
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def fault_broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory):
-    from django.db import connection as db_connection
-
-    with django_db_blocker.unblock():
-        database_name = db_connection.settings_dict["NAME"]
+def fault_broker(django_db_setup, e2e_fakes, tmp_path_factory):
     private = PrivateRedis(tmp_path_factory.mktemp("redis"))
     fake_zoom, fake_recall = e2e_fakes
-    running = Broker(
-        fake_zoom=fake_zoom,
-        fake_recall=fake_recall,
-        database_name=database_name,
-        log_dir=tmp_path_factory.mktemp("faults"),
-        redis_url=private.url,
-        # The issue's brownout: 300 s access tokens, refreshed well before they run out.
-        extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "230"},
-        # Callbacks wait up to 4 s on a slow Zoom: production's threads (docker/gunicorn.conf.py).
-        threads=32,
-    ).start()
-    running.redis = private
-    yield running
-    running.stop()
+    with broker_database("e2e_faults") as database:
+        running = Broker(
+            fake_zoom=fake_zoom,
+            fake_recall=fake_recall,
+            database=database,
+            log_dir=tmp_path_factory.mktemp("faults"),
+            redis_url=private.url,
+            # The issue's brownout: 300 s access tokens, refreshed well before they run out.
+            extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "230"},
+            # Callbacks wait up to 4 s on a slow Zoom: production's threads (docker/gunicorn.conf.py).
+            threads=32,
+        ).start()
+        running.redis = private
+        yield running
+        running.stop()
     private.kill()
 
 
 @pytest.fixture
-def world(fault_broker, transactional_db, e2e_fakes, settings):
-    resume(fault_broker)
-    broker, fake_zoom, fake_recall, app = _scenario(fault_broker, e2e_fakes, settings)
-    staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
-    _, key = ApiToken.issue(user=staff, name="backend")
-    yield World(broker=broker, zoom=fake_zoom, recall=fake_recall, app=app, api_key=key)
-    quiesce(fault_broker)
+def world(fault_broker, e2e_fakes, settings, django_db_blocker):
+    with fault_broker.database.in_use(django_db_blocker):
+        broker, fake_zoom, fake_recall, app = _scenario(fault_broker, e2e_fakes, settings)
+        staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
+        _, key = ApiToken.issue(user=staff, name="backend")
+        yield World(broker=broker, zoom=fake_zoom, recall=fake_recall, app=app, api_key=key)
     redis.Redis.from_url(fault_broker.redis.url).flushdb()  # no scheduled task outlives its scenario
 
 

@@ -14,9 +14,9 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from accounts.models import ApiToken, User
+from fakes.http import FakeServer, json_response
 from recallbots.models import Bot
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakes.http import FakeServer, json_response
 from webhooks.models import EventEndpoint, ZoomWebhookDelivery
 from zoomauth.models import MeetingActivity, MeetingPresence, ZoomConnection
 

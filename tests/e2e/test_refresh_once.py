@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import ApiToken, User
 from zoomauth.models import ZoomConnection
 
-from .conftest import E2E_REDIS, Broker, _scenario, quiesce, resume, wait_for
+from .conftest import Broker, PrivateRedis, _scenario, broker_database, wait_for
 from .test_faults import World
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -31,36 +31,37 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def refresh_broker(django_db_setup, django_db_blocker, e2e_fakes, tmp_path_factory):
-    from django.db import connection as db_connection
-
-    with django_db_blocker.unblock():
-        database_name = db_connection.settings_dict["NAME"]
-    redis.Redis.from_url(E2E_REDIS).flushdb()
+def refresh_broker(django_db_setup, e2e_fakes, tmp_path_factory):
+    # A redis-server of its own: the session's broker runs beside this one, and its workers
+    # would take this broker's tasks off a shared queue.
+    private = PrivateRedis(tmp_path_factory.mktemp("redis"))
     fake_zoom, fake_recall = e2e_fakes
-    running = Broker(
-        fake_zoom=fake_zoom,
-        fake_recall=fake_recall,
-        database_name=database_name,
-        log_dir=tmp_path_factory.mktemp("refresh-once"),
-        # Beat refreshes what expires within 200 s; a callback wants 300 s: a token with 250 s
-        # left is refreshed by a callback (in web) only, one with 100 s left by beat (the worker).
-        extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "200"},
-    ).start()
-    yield running
-    running.stop()
+    with broker_database("e2e_refresh") as database:
+        running = Broker(
+            fake_zoom=fake_zoom,
+            fake_recall=fake_recall,
+            database=database,
+            log_dir=tmp_path_factory.mktemp("refresh-once"),
+            redis_url=private.url,
+            # Beat refreshes what expires within 200 s; a callback wants 300 s: a token with 250 s
+            # left is refreshed by a callback (in web) only, one with 100 s left by beat (the worker).
+            extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "200"},
+        ).start()
+        running.redis = private
+        yield running
+        running.stop()
+    private.kill()
 
 
 @pytest.fixture
-def world(refresh_broker, transactional_db, e2e_fakes, settings):
-    resume(refresh_broker)
-    broker, fake_zoom, fake_recall, app = _scenario(refresh_broker, e2e_fakes, settings)
-    fake_zoom.add_user(id="zu_bob", email="bob@zoom.example")
-    staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
-    _, key = ApiToken.issue(user=staff, name="backend")
-    yield World(broker=broker, zoom=fake_zoom, recall=fake_recall, app=app, api_key=key)
-    quiesce(refresh_broker)
-    redis.Redis.from_url(E2E_REDIS).flushdb()
+def world(refresh_broker, e2e_fakes, settings, django_db_blocker):
+    with refresh_broker.database.in_use(django_db_blocker):
+        broker, fake_zoom, fake_recall, app = _scenario(refresh_broker, e2e_fakes, settings)
+        fake_zoom.add_user(id="zu_bob", email="bob@zoom.example")
+        staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
+        _, key = ApiToken.issue(user=staff, name="backend")
+        yield World(broker=broker, zoom=fake_zoom, recall=fake_recall, app=app, api_key=key)
+    redis.Redis.from_url(refresh_broker.redis.url).flushdb()
 
 
 def expires_in(connection: ZoomConnection, seconds: int) -> None:

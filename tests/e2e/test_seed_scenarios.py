@@ -11,10 +11,10 @@ import requests
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
+from fakes.zoom import send_webhook
 from recallbots import recall
 from recallbots.models import Bot, RecallCredential, RecallOAuthApp
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakes.zoom import send_webhook
 from zoomauth.models import ZoomConnection
 
 from .conftest import Browserless, wait_for

@@ -4,9 +4,9 @@ worker, the fake Recall taking the forwards): afterwards no table holds anything
 import hashlib
 import json
 
+from fakes.zoom import send_webhook
 from tests.conftest import WEBHOOK_SECRET
 from tests.e2e.conftest import wait_for
-from tests.fakes.zoom import send_webhook
 from tests.webhooks.test_zoom_webhook_privacy import guest_traces, tables_containing
 from webhooks.models import ZoomWebhookDelivery
 from zoomauth.models import MeetingActivity

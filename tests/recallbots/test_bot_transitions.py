@@ -12,7 +12,7 @@ from django.test import Client
 
 from accounts.models import ApiToken
 from recallbots.models import Bot, BotStatusChange
-from tests.fakes.recall import standard_webhook_headers
+from fakes.recall import standard_webhook_headers
 
 NEW_CODE = "recording_permission_allowed"  # not in Bot.Status
 

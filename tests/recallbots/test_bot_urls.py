@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiToken
+from fakes.recall import standard_webhook_headers
 from recallbots.models import Bot
 from tests.conftest import WHSEC, connect_via_fake_zoom
-from tests.fakes.recall import standard_webhook_headers
 from tests.recallbots.conftest import ALICE_MEETING, BOB_MEETING
 from tests.zoomauth.test_callbacks import path_of
 from zoomauth.models import CallbackLog, ZoomConnection

@@ -7,8 +7,8 @@ import pytest
 from django.test import Client
 
 from accounts.models import ApiToken
+from fakes.recall import standard_webhook_headers
 from recallbots.models import Bot, BotStatusChange
-from tests.fakes.recall import standard_webhook_headers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

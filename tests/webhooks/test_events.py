@@ -12,7 +12,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from tests.fakes.http import FakeServer, json_response
+from fakes.http import FakeServer, json_response
 from webhooks import events
 from webhooks.models import Event, EventDelivery, EventEndpoint
 from zoomauth.models import ZoomConnection

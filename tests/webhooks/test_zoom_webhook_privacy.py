@@ -19,9 +19,9 @@ from django.db import connection as db
 from django.utils import timezone
 
 from brokerproject.redis_client import shared_redis
+from fakes.zoom import send_webhook
 from recallbots.services import recall_app_register
 from tests.conftest import WEBHOOK_SECRET, run_queued_tasks
-from tests.fakes.zoom import send_webhook
 from tests.staff import post_action, staff_with
 from webhooks.models import DeliveryAttempt, ExtraForwardTarget, ZoomWebhookDelivery
 from zoomauth.models import MeetingActivity, MeetingPresence

@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 
 from brokerproject.celery import app as celery_app
+from fakes.zoom import sign_webhook
 from recallbots.services import recall_app_register
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakes.zoom import sign_webhook
 from webhooks.models import WebhookRejection, ZoomWebhookDelivery
 from webhooks.services import delivery_attempt, event_handle_locally
 from webhooks.tasks import deliveries_sweep

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection as db
 from django.utils import timezone
 
+from fakes.zoom import sign_webhook
 from tests.conftest import WEBHOOK_SECRET
-from tests.fakes.zoom import sign_webhook
 from webhooks.models import ZoomWebhookDelivery
 from webhooks.services import event_handle_locally
 from zoomauth.models import MeetingActivity, MeetingPresence, ZoomConnection
