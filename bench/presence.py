@@ -394,8 +394,8 @@ def _never_events(backend, endpoint, never_ids) -> list[dict]:
 
 def handoffs(broker_url: str, app, pairs, fake_zoom, fake_recall, in_call_seconds: float) -> None:
     """Each pair: (launching user, candidate), each with their own API key."""
-    from recallbots.models import Bot
     from fakes.zoom import send_webhook
+    from recallbots.models import Bot
     from zoomauth.models import MeetingActivity, MeetingPresence
 
     meetings = [str(MEETING_BASE + 300000 + k) for k in range(len(pairs))]

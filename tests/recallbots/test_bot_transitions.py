@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 
 from accounts.models import ApiToken
-from recallbots.models import Bot, BotStatusChange
 from fakes.recall import standard_webhook_headers
+from recallbots.models import Bot, BotStatusChange
 
 NEW_CODE = "recording_permission_allowed"  # not in Bot.Status
 
