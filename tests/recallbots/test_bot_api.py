@@ -11,19 +11,6 @@ from recallbots.services import bot_create_at_recall
 MEETING_URL = "https://zoom.us/j/85012345678"
 
 
-@pytest.fixture
-def backend(staff):
-    _, raw = ApiToken.issue(user=staff, name="customer backend")
-    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
-
-
-@pytest.fixture
-def end_user_connection(connection):
-    connection.user.external_user_id = "cust-7"
-    connection.user.save(update_fields=["external_user_id"])
-    return connection
-
-
 def launch(api_client, backend, **extra):
     body = {"meeting_url": MEETING_URL, "external_user_id": "cust-7", "token_kinds": ["obf"]}
     return api_client.post("/api/bots/", body, format="json", **backend, **extra)

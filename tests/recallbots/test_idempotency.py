@@ -15,7 +15,6 @@ import pytest
 import redis
 from django.test import override_settings
 
-from accounts.models import ApiToken
 from recallbots.models import Bot
 from recallbots.views import IDEMPOTENCY_PENDING_SECONDS
 
@@ -61,12 +60,6 @@ def cache_on_private_redis(private_redis):
     }
     with override_settings(CACHES=caches):
         yield private_redis
-
-
-@pytest.fixture
-def backend(staff):
-    _, raw = ApiToken.issue(user=staff, name="customer backend")
-    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
 
 def launch(api_client, backend, key: str):

@@ -6,33 +6,12 @@ from the issue's 60 s)."""
 import time
 from datetime import timedelta
 
-import pytest
 import requests
 
-from accounts.models import ApiToken
 from recallbots import tasks
 from recallbots.models import Bot, BotStatusChange
+from tests.recallbots.test_bot_api import MEETING_URL, launch
 from tests.staff import staff_with
-
-MEETING_URL = "https://zoom.us/j/85012345678"
-
-
-@pytest.fixture
-def backend(staff):
-    _, raw = ApiToken.issue(user=staff, name="customer backend")
-    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
-
-
-@pytest.fixture
-def end_user_connection(connection):
-    connection.user.external_user_id = "cust-7"
-    connection.user.save(update_fields=["external_user_id"])
-    return connection
-
-
-def launch(api_client, backend, **extra):
-    body = {"meeting_url": MEETING_URL, "external_user_id": "cust-7", "token_kinds": ["obf"]}
-    return api_client.post("/api/bots/", body, format="json", **backend, **extra)
 
 
 def bot_posts(fake_recall) -> int:
