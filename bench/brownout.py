@@ -28,7 +28,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.callbacks import BROKER_URL, ENV, MEETING, PY, ZOOM_PORT, ZOOM_URL, path_of, seed, wait_for  # noqa: E402
+from bench.callbacks import BROKER_URL, ENV, MEETING, path_of, start_stack  # noqa: E402
 
 RECALL_WAITS = 5.0
 MINT_LATE = 6.0
@@ -86,22 +86,7 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
     burners = []
     try:
-        procs.append(
-            subprocess.Popen(
-                [PY, "-m", "fakes.zoom", "--port", str(ZOOM_PORT)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL
-            )
-        )
-        wait_for(ZOOM_URL + "/_control/counters")
-        conn, control = seed()
-        web = subprocess.Popen(
-            [PY, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "brokerproject.wsgi:application"],
-            env=ENV,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(web)
-        wait_for(BROKER_URL + "/healthz")
+        conn, control, web = start_stack(procs)
         load(["/bench/floor"], seconds=2, rate=args.rate)  # warm every worker
         import multiprocessing
 

@@ -352,25 +352,33 @@ def against_bare(conn, control, web_pid: int, bare_pid: int, *, fresh: bool, rou
     print(flush=True)
 
 
+def start_stack(procs: list[subprocess.Popen]):
+    """The fake Zoom, the seeded database and gunicorn with the production config, each process
+    appended to `procs` as it starts (the caller stops them); returns (connection, fake Zoom's
+    control, gunicorn's master process). Used by bench/brownout.py and bench/profile.py too."""
+    procs.append(
+        subprocess.Popen(
+            [PY, "-m", "fakes.zoom", "--port", str(ZOOM_PORT)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL
+        )
+    )
+    wait_for(ZOOM_URL + "/_control/counters")
+    conn, control = seed()
+    web = subprocess.Popen(
+        [PY, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "brokerproject.wsgi:application"],
+        env=ENV,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs.append(web)
+    wait_for(BROKER_URL + "/healthz")
+    return conn, control, web
+
+
 def main() -> None:
     procs = []
     try:
-        procs.append(
-            subprocess.Popen(
-                [PY, "-m", "fakes.zoom", "--port", str(ZOOM_PORT)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL
-            )
-        )
-        wait_for(ZOOM_URL + "/_control/counters")
-        conn, control = seed()
-        web = subprocess.Popen(
-            [PY, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "brokerproject.wsgi:application"],
-            env=ENV,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(web)
-        wait_for(BROKER_URL + "/healthz")
+        conn, control, web = start_stack(procs)
         workers = os.environ.get("WEB_CONCURRENCY", "3")
         threads = os.environ.get("WEB_THREADS", "32")
         print(

@@ -67,25 +67,7 @@ def main() -> None:
         raise SystemExit("py-spy is missing: make profile installs it (requirements/dev.txt)")
     procs = []
     try:
-        procs.append(
-            subprocess.Popen(
-                [stack.PY, "-m", "fakes.zoom", "--port", str(stack.ZOOM_PORT)],
-                env=stack.ENV,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        stack.wait_for(stack.ZOOM_URL + "/_control/counters")
-        conn, _ = stack.seed()
-        web = subprocess.Popen(
-            [stack.PY, "-m", "gunicorn", "-c", "docker/gunicorn.conf.py", "brokerproject.wsgi:application"],
-            env=stack.ENV,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(web)
-        stack.wait_for(stack.BROKER_URL + "/healthz")
+        conn, _, web = stack.start_stack(procs)
         worker = int(subprocess.run(["pgrep", "-P", str(web.pid)], capture_output=True, text=True).stdout.split()[0])
         for kind, url in (
             ("access-token", conn.access_token_callback_url),
