@@ -6,10 +6,10 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
 
+from brokerproject import claims
 from brokerproject.crypto import StrictEncryptedTextField, secret_hash, secret_matches
 
 
@@ -65,6 +65,11 @@ class ZoomApp(models.Model):
         return public_url(reverse("webhooks:zoom", kwargs={"app_public_id": self.public_id}))
 
 
+# A refresh's lease: taken when it starts (by the database's clock) and free once older than the
+# refresh's deadline plus a margin; only its holder stores Zoom's answer or frees it.
+REFRESH_LEASE = claims.Lease(field="refresh_started_at", holder_field="refresh_lease_holder", from_start=True)
+
+
 class ZoomConnectionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(status=ZoomConnection.Status.ACTIVE)
@@ -92,23 +97,19 @@ class ZoomConnectionQuerySet(models.QuerySet):
     def take_refresh_lease(
         self, *, connection_id: int, token_generation: int, holder: uuid.UUID, seconds: float
     ) -> bool:
-        free = Q(refresh_started_at__isnull=True) | Q(refresh_started_at__lt=Now() - timedelta(seconds=seconds))
-        return bool(
-            self.filter(pk=connection_id, token_generation=token_generation, status=ZoomConnection.Status.ACTIVE)
-            .filter(free)
-            .update(refresh_started_at=Now(), refresh_lease_holder=holder)
-        )
+        rows = self.filter(pk=connection_id, token_generation=token_generation, status=ZoomConnection.Status.ACTIVE)
+        return bool(claims.claim(rows, REFRESH_LEASE, holder=holder, seconds=seconds))
 
     def release_refresh_lease(
         self, *, connection_id: int, holder: uuid.UUID, failure: str = "", not_before: datetime | None = None
     ) -> bool:
         """Clear the lease if it is still `holder`'s; a lease taken over by another is left alone."""
-        changes: dict = {"refresh_started_at": None, "refresh_lease_holder": None, "updated_at": timezone.now()}
+        changes: dict = {"updated_at": timezone.now()}
         if failure:
             changes.update(consecutive_failures=F("consecutive_failures") + 1, last_error=failure[:300])
         if not_before is not None:
             changes["refresh_not_before"] = not_before
-        return bool(self.filter(pk=connection_id, refresh_lease_holder=holder).update(**changes))
+        return bool(claims.release(self.filter(pk=connection_id), REFRESH_LEASE, holder=holder, **changes))
 
     # The transitions that are conditional UPDATEs (fenced by generation and/or holder): a lost
     # race changes nothing, and the caller learns it from the False.
@@ -119,12 +120,13 @@ class ZoomConnectionQuerySet(models.QuerySet):
         holds the lease (a holder whose lease was taken over marks nothing)."""
         now = timezone.now()
         return bool(
-            self.filter(pk=connection_id, token_generation=token_generation, refresh_lease_holder=holder).update(
+            claims.release(
+                self.filter(pk=connection_id, token_generation=token_generation),
+                REFRESH_LEASE,
+                holder=holder,
                 status=ZoomConnection.Status.NEEDS_RECONNECT,
                 consecutive_failures=F("consecutive_failures") + 1,
                 last_error=reason[:300],
-                refresh_started_at=None,
-                refresh_lease_holder=None,
                 needs_reconnect_since=now,
                 updated_at=now,
             )
