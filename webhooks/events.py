@@ -19,7 +19,6 @@ import logging
 import time
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -28,7 +27,6 @@ from django.utils import timezone
 
 from brokerproject import claims, http, signing
 from brokerproject.celery import enqueue_safely
-from brokerproject.retry import backoff
 
 from .models import Event, EventDelivery, EventEndpoint
 
@@ -70,15 +68,6 @@ def event_body(event: Event) -> bytes:
 # A claimed delivery is not sent by anyone else for this long (the send's timeout and margin).
 SEND_LEASE = timedelta(seconds=SEND_TIMEOUT + 20)
 SEND_CLAIM = claims.Lease(field="next_attempt_at", holder_field="claim_holder")
-SEND_OUTCOME_FIELDS = (
-    "attempts",
-    "last_attempt_at",
-    "last_status_code",
-    "last_error",
-    "status",
-    "delivered_at",
-    "next_attempt_at",
-)
 
 
 def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | None]:
@@ -97,17 +86,9 @@ def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | Non
         # In order per connection: the earlier one enqueues this one when it is done.
         claims.release(pending, SEND_CLAIM, holder=holder, next_attempt_at=Now())
         return None, None
-    succeeded = _send(delivery)
-    delay = None
-    if succeeded:
-        delivery.status = EventDelivery.Status.DELIVERED
-        delivery.delivered_at = timezone.now()
-    elif timezone.now() - delivery.event.created_at > settings.EVENT_RETRY_PERIOD:
-        delivery.status = EventDelivery.Status.FAILED
-    else:
-        delay = backoff(delivery.attempts, base=10.0, cap=3600.0)
-        delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-    outcome = {field: getattr(delivery, field) for field in SEND_OUTCOME_FIELDS}
+    status_code, error = _send(delivery)
+    delay = delivery.record_attempt(status_code=status_code, error=error)
+    outcome = {field: getattr(delivery, field) for field in delivery.ATTEMPT_FIELDS}
     if not claims.release(pending, SEND_CLAIM, holder=holder, **outcome):
         # The send outlived its claim and another took it over: that one's answer stands.
         logger.warning(
@@ -124,8 +105,8 @@ def event_delivery_attempt(*, delivery_id: int) -> tuple[float | None, int | Non
     return delay, following
 
 
-def _send(delivery: EventDelivery) -> bool:
-    """POST the signed event; sets the attempt's fields on `delivery` (not saved)."""
+def _send(delivery: EventDelivery) -> tuple[int | None, str]:
+    """POST the signed event: (the answer's status or None, why there was none)."""
     event, endpoint = delivery.event, delivery.endpoint
     body = event_body(event)
     sent_at = int(time.time())
@@ -137,17 +118,11 @@ def _send(delivery: EventDelivery) -> bool:
             secret=endpoint.secret, msg_id=event.message_id, timestamp=sent_at, body=body
         ),
     }
-    delivery.attempts += 1
-    delivery.last_attempt_at = timezone.now()
     try:
         response = SESSION.post(endpoint.url, data=body, headers=headers, timeout=SEND_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - any transport failure is a retry
-        delivery.last_status_code = None
-        delivery.last_error = f"{type(exc).__name__}"[:300]
-        return False
-    delivery.last_status_code = response.status_code
-    delivery.last_error = "" if response.ok else f"HTTP {response.status_code}"
-    return response.ok
+        return None, type(exc).__name__
+    return response.status_code, ""
 
 
 def event_deliveries_due(*, grace_seconds: int = 30) -> list[int]:

@@ -131,6 +131,30 @@ class ZoomWebhookDelivery(models.Model):
     def give_up_at(self) -> datetime:
         return self.received_at + settings.WEBHOOK_FORWARD_PERIOD
 
+    # Recall and Zoom say nothing about 408/425; treat them like 429 and 5xx: try again later.
+    RETRYABLE_STATUSES = frozenset({408, 425, 429})
+    # What record_attempt changes: the forward stores exactly these, fenced by its claim.
+    ATTEMPT_FIELDS = ("attempts", "status", "delivered_at", "last_error", "next_attempt_at")
+
+    def record_attempt(self, *, status_code: int | None, error: str, retry_after: float | None) -> float | None:
+        """One forward's outcome on this delivery (not saved: the caller stores ATTEMPT_FIELDS
+        under its claim). Returns the delay before the next try, or None when finished."""
+        self.attempts += 1
+        if status_code is not None and 200 <= status_code < 300:
+            self.status = self.Status.DELIVERED
+            self.delivered_at = timezone.now()
+            self.last_error = ""
+        elif status_code is None or status_code >= 500 or status_code in self.RETRYABLE_STATUSES:
+            self.last_error = error or f"HTTP {status_code}"
+            if self.schedule_retry(retry_after=retry_after):
+                return max(0.0, (self.next_attempt_at - timezone.now()).total_seconds())
+            self.status = self.Status.FAILED
+            self.last_error = f"gave up after {self.attempts} attempts: {self.last_error}"[:300]
+        else:
+            self.status = self.Status.FAILED
+            self.last_error = f"HTTP {status_code}: refused by the target"
+        return None
+
     def schedule_retry(self, *, retry_after: float | None = None, now: datetime | None = None) -> bool:
         """Exponential backoff with full jitter; False once the forwarding period is over."""
         now = now or timezone.now()
@@ -260,6 +284,32 @@ class EventDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.endpoint}"
+
+    # What record_attempt changes: the send stores exactly these, fenced by its claim.
+    ATTEMPT_FIELDS = (
+        *("attempts", "last_attempt_at", "last_status_code", "last_error"),
+        *("status", "delivered_at", "next_attempt_at"),
+    )
+
+    def record_attempt(self, *, status_code: int | None, error: str = "") -> float | None:
+        """One send's answer (`status_code` None: no answer, `error` says why), not saved: the
+        caller stores ATTEMPT_FIELDS under its claim. Returns the delay before the next try, or
+        None when finished: delivered on 2xx, failed once EVENT_RETRY_PERIOD has passed."""
+        now = timezone.now()
+        self.attempts += 1
+        self.last_attempt_at = now
+        self.last_status_code = status_code
+        succeeded = status_code is not None and 200 <= status_code < 400
+        self.last_error = "" if succeeded else (error or f"HTTP {status_code}")[:300]
+        if succeeded:
+            self.status, self.delivered_at = self.Status.DELIVERED, now
+            return None
+        if now - self.event.created_at > settings.EVENT_RETRY_PERIOD:
+            self.status = self.Status.FAILED
+            return None
+        delay = backoff(self.attempts, base=10.0, cap=3600.0)
+        self.next_attempt_at = now + timedelta(seconds=delay)
+        return delay
 
     def _same_line(self):
         """Deliveries to the same endpoint about the same connection (events without one: none)."""

@@ -24,8 +24,6 @@ logger = logging.getLogger(__name__)
 
 SESSION = http.session()
 FORWARD_TIMEOUT = 10.0
-# Recall and Zoom say nothing about 408/425; treat them like 429 and 5xx: try again later.
-RETRYABLE_STATUSES = {408, 425, 429}
 
 
 class IntakeApps:
@@ -146,6 +144,31 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
     if not claims.claim(pending, FORWARD_CLAIM, holder=holder, seconds=FORWARD_CLAIM_SECONDS):
         return _delay_until_due(delivery_id)
     delivery = ZoomWebhookDelivery.objects.get(pk=delivery_id)
+    status_code, error, retry_after, latency_ms = _post(delivery)
+    next_delay = delivery.record_attempt(status_code=status_code, error=error, retry_after=retry_after)
+    with transaction.atomic():
+        stored = claims.release(
+            pending,
+            FORWARD_CLAIM,
+            holder=holder,
+            **{field: getattr(delivery, field) for field in delivery.ATTEMPT_FIELDS},
+        )
+        if stored:  # delivered and already handled locally: nothing needs the bytes
+            ZoomWebhookDelivery.objects.filter(pk=delivery_id).clear_bodies()
+        else:
+            error = "claim lost (taken over or resolved): outcome not stored"
+            next_delay = None
+        DeliveryAttempt.objects.create(delivery=delivery, status_code=status_code, latency_ms=latency_ms, error=error)
+    log = logger.info if stored else logger.warning
+    log(
+        "webhook forward attempt",
+        extra={"delivery": delivery.pk, "status": status_code, "error": error, "latency_ms": latency_ms},
+    )
+    return next_delay
+
+
+def _post(delivery: ZoomWebhookDelivery) -> tuple[int | None, str, float | None, int]:
+    """POST the stored bytes with Zoom's signature headers: (status, error, Retry-After, latency ms)."""
     started = time.monotonic()
     status_code, error, retry_after = None, "", None
     try:
@@ -165,51 +188,7 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}"
-    latency_ms = int((time.monotonic() - started) * 1000)
-    next_delay = _forward_outcome(delivery, status_code=status_code, error=error, retry_after=retry_after)
-    with transaction.atomic():
-        stored = claims.release(
-            pending,
-            FORWARD_CLAIM,
-            holder=holder,
-            **{field: getattr(delivery, field) for field in FORWARD_OUTCOME_FIELDS},
-        )
-        if stored:  # delivered and already handled locally: nothing needs the bytes
-            ZoomWebhookDelivery.objects.filter(pk=delivery_id).clear_bodies()
-        else:
-            error = "claim lost (taken over or resolved): outcome not stored"
-            next_delay = None
-        DeliveryAttempt.objects.create(delivery=delivery, status_code=status_code, latency_ms=latency_ms, error=error)
-    log = logger.info if stored else logger.warning
-    log(
-        "webhook forward attempt",
-        extra={"delivery": delivery.pk, "status": status_code, "error": error, "latency_ms": latency_ms},
-    )
-    return next_delay
-
-
-FORWARD_OUTCOME_FIELDS = ("attempts", "status", "delivered_at", "last_error", "next_attempt_at")
-
-
-def _forward_outcome(
-    delivery: ZoomWebhookDelivery, *, status_code: int | None, error: str, retry_after: float | None
-) -> float | None:
-    """Set the outcome's fields on `delivery` (not saved); returns the delay before the next try."""
-    delivery.attempts += 1
-    if status_code is not None and 200 <= status_code < 300:
-        delivery.status = ZoomWebhookDelivery.Status.DELIVERED
-        delivery.delivered_at = timezone.now()
-        delivery.last_error = ""
-    elif status_code is None or status_code >= 500 or status_code in RETRYABLE_STATUSES:
-        delivery.last_error = error or f"HTTP {status_code}"
-        if delivery.schedule_retry(retry_after=retry_after):
-            return max(0.0, (delivery.next_attempt_at - timezone.now()).total_seconds())
-        delivery.status = ZoomWebhookDelivery.Status.FAILED
-        delivery.last_error = f"gave up after {delivery.attempts} attempts: {delivery.last_error}"[:300]
-    else:
-        delivery.status = ZoomWebhookDelivery.Status.FAILED
-        delivery.last_error = f"HTTP {status_code}: refused by the target"
-    return None
+    return status_code, error, retry_after, int((time.monotonic() - started) * 1000)
 
 
 def _delay_until_due(delivery_id: int) -> float | None:
