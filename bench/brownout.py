@@ -14,7 +14,6 @@ apart from the broker's.
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.callbacks import BROKER_URL, ENV, MEETING, path_of, start_stack  # noqa: E402
+from bench.callbacks import BROKER_URL, ENV, MEETING, path_of, start_stack, stop_all  # noqa: E402
 
 RECALL_WAITS = 5.0
 MINT_LATE = 6.0
@@ -122,13 +121,7 @@ def main() -> None:
     finally:
         for burner in burners:
             burner.terminate()
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
 
 if __name__ == "__main__":

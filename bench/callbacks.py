@@ -375,6 +375,17 @@ def start_stack(procs: list[subprocess.Popen]):
     return conn, control, web
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to every process start_stack (or the caller) started; SIGKILL after 10 s."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main() -> None:
     procs = []
     try:
@@ -398,13 +409,7 @@ def main() -> None:
         print(f"  {'':34} (RSS target ≤ 150 MiB per worker at 200 concurrent)\n", flush=True)
         zak_single_flight(conn, control)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ EVENTS = int(os.environ.get("BENCH_INTAKE_EVENTS", "20000"))
 CONNECTIONS = int(os.environ.get("BENCH_INTAKE_CONCURRENCY", "20"))
 
 LUA = """
--- Each of wrk's threads sends every other event, so no body is sent twice.
+-- Each of wrk's threads sends every other event, so no body is sent twice. bench/presence.py
+-- paces its senders with INTAKE_DELAY_MS and starts them at INTAKE_OFFSET; here both are 0.
 local threads = 0
 function setup(thread)
   thread:set("id", threads)
@@ -38,12 +39,17 @@ local lines = {}
 for line in io.lines(os.getenv("INTAKE_FILE")) do lines[#lines + 1] = line end
 local i = nil
 local path = os.getenv("INTAKE_PATH")
+local pause = tonumber(os.getenv("INTAKE_DELAY_MS") or "0")
+local offset = tonumber(os.getenv("INTAKE_OFFSET") or "0")
 request = function()
-  i = (i or id) + 2
+  i = (i or (offset + id)) + 2
   local line = lines[((i - 2) % #lines) + 1]
   local ts, sig, body = line:match("^(%d+)\\t(%S+)\\t(.*)$")
   return wrk.format("POST", path, {["Content-Type"] = "application/json; charset=utf-8",
     ["x-zm-request-timestamp"] = ts, ["x-zm-signature"] = sig}, body)
+end
+if pause > 0 then
+  delay = function() return pause end
 end
 """
 

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import bench.callbacks as stack  # noqa: E402 - the same environment, ports and helpers
 from bench import fresh  # noqa: E402
+from bench.intake import LUA as PACED_LUA  # noqa: E402 - the paced senders take its pause and offset
 
 # BENCH_PRESENCE_DATABASE: another database (two runs at once on one machine).
 DATABASE = os.environ.get("BENCH_PRESENCE_DATABASE", "broker_bench_presence")
@@ -51,30 +52,6 @@ SENDERS = int(os.environ.get("BENCH_PRESENCE_SENDERS", "10"))
 MEETING_BASE = 88000000000
 HANDOFFS = 10
 HANDOFF_SPACING = 0.2  # seconds between two launches' joins, and between their leaves
-
-PACED_LUA = """
-local threads = 0
-function setup(thread)
-  thread:set("id", threads)
-  threads = threads + 1
-end
-local lines = {}
-for line in io.lines(os.getenv("INTAKE_FILE")) do lines[#lines + 1] = line end
-local i = nil
-local path = os.getenv("INTAKE_PATH")
-local pause = tonumber(os.getenv("INTAKE_DELAY_MS") or "0")
-local offset = tonumber(os.getenv("INTAKE_OFFSET") or "0")
-request = function()
-  i = (i or (offset + id)) + 2
-  local line = lines[((i - 2) % #lines) + 1]
-  local ts, sig, body = line:match("^(%d+)\\t(%S+)\\t(.*)$")
-  return wrk.format("POST", path, {["Content-Type"] = "application/json; charset=utf-8",
-    ["x-zm-request-timestamp"] = ts, ["x-zm-signature"] = sig}, body)
-end
-if pause > 0 then
-  delay = function() return pause end
-end
-"""
 
 
 def pct(samples: list[float], q: float) -> float:

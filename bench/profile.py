@@ -11,7 +11,6 @@ access token and for OBF (one Zoom call each), and prints the heaviest frames of
 
 import collections
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -82,10 +81,7 @@ def main() -> None:
             print(f"{kind}: {svg.relative_to(ROOT)}; heaviest frames of one worker (GIL holder, callees included):")
             heaviest(raw)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=10)
+        stack.stop_all(procs)
 
 
 if __name__ == "__main__":

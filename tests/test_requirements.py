@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.production_env import production_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 LOAD = r"""
@@ -88,14 +90,7 @@ def test_fresh_virtualenv_with_base_requirements_loads_web_worker_and_beat(tmp_p
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
-        "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
-        "DEBUG": "false",
-        "SECRET_KEY": "a-test-secret-key-that-is-long-enough-0123456789-abcdefghijklmnop",
-        "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
-        "ALLOWED_HOSTS": "broker.example.com",
-        "PUBLIC_BASE_URL": "https://broker.example.com",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": os.environ["REDIS_URL"],
+        **production_env(host="broker.example.com", database_url=_database_url(), redis_url=os.environ["REDIS_URL"]),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     done = subprocess.run([python, "-c", LOAD], cwd=ROOT, env=env, capture_output=True, text=True)

@@ -92,14 +92,13 @@ class Events:
         meeting_id: str,
         action: str,
         *,
-        user_id: str = "",
-        guest_name: str = "",
-        guest_email: str = "",
         delay: float = 0.0,
         twice: bool = False,
         hold: bool = False,
-        event_ts: int | None = None,
+        **who,
     ) -> dict:
+        """Do `action` in the meeting and send (or hold) its event; `who` as for meeting_event."""
+        user_id = who.get("user_id", "")
         with self.lock:
             meeting = self.meetings[meeting_id]
             if action == "join":
@@ -113,14 +112,7 @@ class Events:
             else:
                 meeting.running = False
                 meeting.participants.clear()
-            event = self.meeting_event(
-                meeting_id,
-                action,
-                user_id=user_id,
-                guest_name=guest_name,
-                guest_email=guest_email,
-                event_ts=event_ts,
-            )
+            event = self.meeting_event(meeting_id, action, **who)
         raw = json.dumps(event, separators=(",", ":")).encode()
         if hold:
             with self.lock:

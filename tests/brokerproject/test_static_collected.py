@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.production_env import production_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 FETCH = """
@@ -39,17 +41,7 @@ def test_collectstatic_hashes_and_compresses_and_serves_for_a_year(tmp_path):
             ".venv", ".git", "var", "staticfiles", "tests", "fakes", "bench", "__pycache__", ".env"
         ),
     )
-    env = {
-        **os.environ,
-        "DEBUG": "false",
-        "SECRET_KEY": "a-test-secret-key-that-is-long-enough-0123456789-abcdefghijklmnop",
-        "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
-        "ALLOWED_HOSTS": "testserver",
-        "PUBLIC_BASE_URL": "https://testserver",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "REDIS_URL": "",
-        "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
-    }
+    env = {**os.environ, **production_env(host="testserver", database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")}
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=app, env=env, check=True)
     collected = app / "staticfiles"
     assert (collected / "staticfiles.json").exists(), "collectstatic did not use the manifest storage"

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.production_env import production_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 FETCH = """
@@ -22,17 +24,7 @@ for path in ("/admin/login/", "/accounts/login/"):
 
 
 def test_sign_in_pages_render_with_debug_off_and_no_collectstatic(tmp_path):
-    env = {
-        **os.environ,
-        "DEBUG": "false",
-        "SECRET_KEY": "a-test-secret-key-that-is-long-enough-0123456789-abcdefghijklmnop",
-        "FIELD_ENCRYPTION_KEY": "Z2k1Y3VnZ3R4c2JmZ2l0ZHd2Y2V1b2p4bWZ6a3p2b2E=",
-        "ALLOWED_HOSTS": "testserver",
-        "PUBLIC_BASE_URL": "https://testserver",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "REDIS_URL": "",
-        "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
-    }
+    env = {**os.environ, **production_env(host="testserver", database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     done = subprocess.run([sys.executable, "-c", FETCH], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

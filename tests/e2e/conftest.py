@@ -12,6 +12,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import psycopg
 import pytest
@@ -363,6 +364,52 @@ class PrivateRedis:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(timeout=10)
+
+
+@contextmanager
+def private_broker(name: str, e2e_fakes, tmp_path_factory, **options):
+    """A broker of a module's own: its database, and a redis-server nobody else's workers read
+    (the session's broker runs beside it and would take its tasks off a shared queue). Yields it
+    started, with `.redis` (a PrivateRedis a scenario may kill); `options` go to Broker."""
+    private = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    fake_zoom, fake_recall = e2e_fakes
+    try:
+        with broker_database(f"e2e_{name}") as database:
+            running = Broker(
+                fake_zoom=fake_zoom,
+                fake_recall=fake_recall,
+                database=database,
+                log_dir=tmp_path_factory.mktemp(name),
+                redis_url=private.url,
+                **options,
+            ).start()
+            running.redis = private
+            try:
+                yield running
+            finally:
+                running.stop()
+    finally:
+        private.kill()
+
+
+def consent_through_link(base_url: str, fake_zoom, link_url: str, zoom_user_id: str):
+    """A user opens a connect link (a page with a button), clicks it and consents at the fake
+    Zoom as `zoom_user_id`; returns the broker's answer to Zoom's redirect."""
+    browser = requests.Session()
+    page = browser.get(link_url, timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    to_zoom = browser.post(link_url, data={"csrfmiddlewaretoken": token}, allow_redirects=False, timeout=10)
+    query = {k: v[0] for k, v in parse_qs(urlparse(to_zoom.headers["Location"]).query).items()}
+    location = fake_zoom.consent(
+        client_id=query["client_id"],
+        user_id=zoom_user_id,
+        redirect_uri=query["redirect_uri"],
+        state=query["state"],
+        code_challenge=query["code_challenge"],
+    )
+    done = browser.get(location, allow_redirects=False, timeout=15)
+    assert done.status_code in (200, 302), done.text[:300]
+    return done
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,11 @@ Each scenario drives the broker only over HTTP and reads what the fakes observed
 
 import hashlib
 import json
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import redis
@@ -27,7 +25,7 @@ from tests.conftest import WEBHOOK_SECRET, WHSEC
 from webhooks.models import EventDelivery, EventEndpoint
 from zoomauth.models import ZoomConnection
 
-from .conftest import Broker, PrivateRedis, _scenario, broker_database, wait_for
+from .conftest import Broker, _scenario, consent_through_link, private_broker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -36,24 +34,16 @@ USERS = 40
 
 @pytest.fixture(scope="module")
 def fault_broker(django_db_setup, e2e_fakes, tmp_path_factory):
-    private = PrivateRedis(tmp_path_factory.mktemp("redis"))
-    fake_zoom, fake_recall = e2e_fakes
-    with broker_database("e2e_faults") as database:
-        running = Broker(
-            fake_zoom=fake_zoom,
-            fake_recall=fake_recall,
-            database=database,
-            log_dir=tmp_path_factory.mktemp("faults"),
-            redis_url=private.url,
-            # The issue's brownout: 300 s access tokens, refreshed well before they run out.
-            extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "230"},
-            # Callbacks wait up to 4 s on a slow Zoom: production's threads (docker/gunicorn.conf.py).
-            threads=32,
-        ).start()
-        running.redis = private
+    with private_broker(
+        "faults",
+        e2e_fakes,
+        tmp_path_factory,
+        # The issue's brownout: 300 s access tokens, refreshed well before they run out.
+        extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "230"},
+        # Callbacks wait up to 4 s on a slow Zoom: production's threads (docker/gunicorn.conf.py).
+        threads=32,
+    ) as running:
         yield running
-        running.stop()
-    private.kill()
 
 
 @pytest.fixture
@@ -87,22 +77,7 @@ class World:
             timeout=10,
         )
         assert made.status_code == 201, made.text
-        browser = requests.Session()
-        page = browser.get(made.json()["url"], timeout=10)  # a page with a button...
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        to_zoom = browser.post(  # ...the user's click
-            made.json()["url"], data={"csrfmiddlewaretoken": token}, allow_redirects=False, timeout=10
-        )
-        query = {k: v[0] for k, v in parse_qs(urlparse(to_zoom.headers["Location"]).query).items()}
-        location = self.zoom.consent(
-            client_id=query["client_id"],
-            user_id=zoom_user_id,
-            redirect_uri=query["redirect_uri"],
-            state=query["state"],
-            code_challenge=query["code_challenge"],
-        )
-        done = browser.get(location, allow_redirects=False, timeout=15)
-        assert done.status_code in (200, 302), done.text[:300]
+        consent_through_link(self.broker.url, self.zoom, made.json()["url"], zoom_user_id)
         return ZoomConnection.objects.get(zoom_user_id=zoom_user_id)
 
     def users(self, n: int, *, prefix: str = "u") -> list[ZoomConnection]:

@@ -5,9 +5,7 @@ while the token's user is in the meeting, and counts each refused try as a "host
 Every assertion is an outcome, a count or an order, never a duration."""
 
 import json
-import re
 import time
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
@@ -20,7 +18,7 @@ from tests.conftest import WEBHOOK_SECRET
 from webhooks.models import EventEndpoint, ZoomWebhookDelivery
 from zoomauth.models import MeetingActivity, MeetingPresence, ZoomConnection
 
-from .conftest import wait_for
+from .conftest import consent_through_link, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -73,20 +71,7 @@ def connect(broker, fake_zoom, api: dict, external_user_id: str, zoom_user_id: s
         broker.url + "/api/connect-sessions/", json={"external_user_id": external_user_id}, headers=api, timeout=10
     )
     assert made.status_code == 201, made.text
-    browser = requests.Session()
-    page = browser.get(made.json()["url"], timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    to_zoom = browser.post(made.json()["url"], data={"csrfmiddlewaretoken": token}, allow_redirects=False, timeout=10)
-    query = {k: v[0] for k, v in parse_qs(urlparse(to_zoom.headers["Location"]).query).items()}
-    location = fake_zoom.consent(
-        client_id=query["client_id"],
-        user_id=zoom_user_id,
-        redirect_uri=query["redirect_uri"],
-        state=query["state"],
-        code_challenge=query["code_challenge"],
-    )
-    done = browser.get(location, allow_redirects=False, timeout=15)
-    assert done.status_code in (200, 302), done.text[:300]
+    consent_through_link(broker.url, fake_zoom, made.json()["url"], zoom_user_id)
     return ZoomConnection.objects.get(zoom_user_id=zoom_user_id)
 
 

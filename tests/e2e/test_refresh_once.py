@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import ApiToken, User
 from zoomauth.models import ZoomConnection
 
-from .conftest import Broker, PrivateRedis, _scenario, broker_database, wait_for
+from .conftest import Broker, _scenario, private_broker, wait_for
 from .test_faults import World
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -32,25 +32,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def refresh_broker(django_db_setup, e2e_fakes, tmp_path_factory):
-    # A redis-server of its own: the session's broker runs beside this one, and its workers
-    # would take this broker's tasks off a shared queue.
-    private = PrivateRedis(tmp_path_factory.mktemp("redis"))
-    fake_zoom, fake_recall = e2e_fakes
-    with broker_database("e2e_refresh") as database:
-        running = Broker(
-            fake_zoom=fake_zoom,
-            fake_recall=fake_recall,
-            database=database,
-            log_dir=tmp_path_factory.mktemp("refresh-once"),
-            redis_url=private.url,
-            # Beat refreshes what expires within 200 s; a callback wants 300 s: a token with 250 s
-            # left is refreshed by a callback (in web) only, one with 100 s left by beat (the worker).
-            extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "200"},
-        ).start()
-        running.redis = private
+    with private_broker(
+        "refresh",
+        e2e_fakes,
+        tmp_path_factory,
+        # Beat refreshes what expires within 200 s; a callback wants 300 s: a token with 250 s
+        # left is refreshed by a callback (in web) only, one with 100 s left by beat (the worker).
+        extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "200"},
+    ) as running:
         yield running
-        running.stop()
-    private.kill()
 
 
 @pytest.fixture
