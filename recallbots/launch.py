@@ -3,6 +3,7 @@
 
 import json
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from brokerproject import claims
 from brokerproject.celery import enqueue_safely
 from brokerproject.retry import backoff
 from zoomauth.models import CallbackLog, ZoomConnection
@@ -331,14 +333,16 @@ def _launch_at_recall(bot: Bot, payload: dict, *, queue_when_throttled: bool) ->
     return bot
 
 
-def _launch_failed(bot: Bot, exc: Exception) -> None:
-    bot.launch_failed(error=str(exc))
+def _launch_failed(bot: Bot, exc: Exception, *, holder: uuid.UUID | None = None) -> None:
+    if not bot.launch_failed(error=str(exc), holder=holder):
+        logger.info("launch's claim taken over: its failure is not stored", extra={"bot": bot.public_id})
+        return
     callback_grants_end(holder=bot.callback_holder)  # no bot: its URLs end now
     if bot.previous_bot_id:  # a hand-off's successor: no API answer tells the backend, the event does
         bot_status_event(bot=bot, code=Bot.Status.LAUNCH_FAILED, sub_code=None, when=timezone.now())
 
 
-def _launched(bot: Bot, body: dict) -> Bot:
+def _launched(bot: Bot, body: dict, *, holder: uuid.UUID | None = None) -> Bot:
     """Store what Recall created for the launch (Bot.launched: a second bot is a duplicate)."""
     changes = [
         (
@@ -348,7 +352,7 @@ def _launched(bot: Bot, body: dict) -> Bot:
         )
         for change in body.get("status_changes") or []
     ]
-    duplicate = bot.launched(recall_id=body["id"], changes=changes)
+    duplicate = bot.launched(recall_id=body["id"], changes=changes, holder=holder)
     if duplicate is not None:
         logger.warning(
             "a second Recall bot for one launch", extra={"bot": bot.public_id, "recall_bot": duplicate.recall_id}
@@ -401,38 +405,41 @@ def _first_of(bot: Bot, found: list[dict]) -> dict:
     return first
 
 
-def _launch_lease() -> timedelta:
+def _launch_lease_seconds() -> float:
     """Long enough for a POST and a lookup at Recall, each within RECALL_HTTP_TIMEOUT."""
-    return timedelta(seconds=3 * settings.RECALL_HTTP_TIMEOUT + 10)
+    return 3 * settings.RECALL_HTTP_TIMEOUT + 10
 
 
 def bot_create_at_recall(*, bot_id: int) -> float | None:
     """A queued launch: one try at Recall now. Returns the delay before the next try (Recall's
     Retry-After, or a backoff), or None when the launch is over (created, or failed for good).
 
-    The launch is claimed first (a lease on launch_next_attempt_at, no row lock held while Recall
-    answers), so the task's own retry and beat's catch-up never run it at once; no sleep here:
-    the caller schedules the next try."""
-    if not Bot.objects.claim_launch(bot_id=bot_id, lease=_launch_lease()):
+    The launch is claimed first (models.LAUNCH_LEASE, no row lock held while Recall answers), so
+    the task's own retry and beat's catch-up never run it at once, and what a try learns is
+    stored only while its claim holds (one that outlived its lease leaves the newer try's outcome
+    alone); no sleep here: the caller schedules the next try."""
+    holder = claims.new_holder()
+    if not Bot.objects.claim_launch(bot_id=bot_id, holder=holder, seconds=_launch_lease_seconds()):
         return None
     bot = Bot.objects.get(pk=bot_id)
-    if _successor_outlived_its_meeting(bot):
+    if _successor_outlived_its_meeting(bot, holder=holder):
         return None
     try:
         body = _create_or_find(recall.RecallClient(max_attempts=1), bot, json.loads(bot.queued_payload))
     except recall.RecallRetryableError as exc:
         delay = backoff(bot.launch_attempts, base=5.0, cap=300.0, retry_after=exc.retry_after)
-        bot.queue_retry(retry_in=delay, error=str(exc))
+        if not bot.queue_retry(holder=holder, retry_in=delay, error=str(exc)):
+            return None  # the claim was taken over: the newer holder schedules the next try
         return delay
     except recall.RecallError as exc:
-        _launch_failed(bot, exc)
+        _launch_failed(bot, exc, holder=holder)
         return None
-    _launched(bot, body)
+    _launched(bot, body, holder=holder)
     logger.info("queued bot launched", extra={"bot": bot.public_id, "recall_bot": bot.recall_id})
     return None
 
 
-def _successor_outlived_its_meeting(bot: Bot) -> bool:
+def _successor_outlived_its_meeting(bot: Bot, *, holder: uuid.UUID) -> bool:
     """A hand-off's successor still queued (Recall throttled it) when meeting.ended came: it is
     never sent (none after the meeting ended; a PMI's next instance is not its meeting). It ends
     `meeting_ended` with its event. Not after an ambiguous create: Recall may hold it already."""
@@ -443,7 +450,7 @@ def _successor_outlived_its_meeting(bot: Bot) -> bool:
         return False
     now = timezone.now()
     with transaction.atomic():
-        if not bot.end_queued_unsent(status=Bot.Status.MEETING_ENDED, at=now):
+        if not bot.end_queued_unsent(status=Bot.Status.MEETING_ENDED, at=now, holder=holder):
             return False
         callback_grants_end(holder=bot.callback_holder)  # no bot was sent: its URLs end now
         bot_status_event(bot=bot, code=Bot.Status.MEETING_ENDED, sub_code=None, when=now)

@@ -7,6 +7,7 @@ from django.db.models import Case, DurationField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from brokerproject import claims
 from brokerproject.crypto import StrictEncryptedTextField
 from zoomauth.models import CallbackGrant, CallbackLog, ZoomApp, ZoomConnection
 
@@ -67,16 +68,19 @@ class BotQuerySet(models.QuerySet):
         """Waiting bots whose wait is over (served by the partial index on wait_until)."""
         return self.waiting().filter(wait_until__lte=now or timezone.now())
 
-    def claim_launch(self, *, bot_id: int, lease: timedelta) -> bool:
-        """Claim a queued launch whose next try is due, by moving that try `lease` ahead (a
-        conditional UPDATE, no row lock held while Recall answers): the task's own retry and
-        beat's catch-up never run one launch at once."""
-        now = timezone.now()
-        due = Q(launch_next_attempt_at__isnull=True) | Q(launch_next_attempt_at__lte=now)
-        claimed = self.filter(due, pk=bot_id, status=Bot.Status.QUEUED, recall_id__isnull=True).update(
-            launch_next_attempt_at=now + lease, launch_attempts=F("launch_attempts") + 1
-        )
-        return bool(claimed)
+    def claim_launch(self, *, bot_id: int, holder: uuid.UUID, seconds: float) -> bool:
+        """Claim a queued launch whose next try is due, for `seconds` (LAUNCH_LEASE: no row lock
+        held while Recall answers): the task's own retry and beat's catch-up never run one launch
+        at once, and only `holder` stores what its try learnt."""
+        rows = self.filter(pk=bot_id, status=Bot.Status.QUEUED, recall_id__isnull=True)
+        attempt = {"launch_attempts": F("launch_attempts") + 1}
+        return bool(claims.claim(rows, LAUNCH_LEASE, holder=holder, seconds=seconds, **attempt))
+
+
+# A queued launch's claim: launch_next_attempt_at is moved `seconds` ahead (by the database's
+# clock) and launch_claim_holder names the worker; only that worker requeues, fails or ends the
+# launch. A Recall bot stored for the launch ends every claim on it.
+LAUNCH_LEASE = claims.Lease(field="launch_next_attempt_at", holder_field="launch_claim_holder")
 
 
 class Bot(models.Model):
@@ -180,6 +184,8 @@ class Bot(models.Model):
     # A queued launch's next try; a worker claims the launch by moving it ahead (a lease), so
     # beat's catch-up and the task's own retry never create it twice.
     launch_next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Who holds the claim on the queued launch (LAUNCH_LEASE): the fence its outcome is stored by.
+    launch_claim_holder = models.UUIDField(null=True, blank=True, editable=False)
     launch_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
     # The last POST /api/v1/bot/ that failed ambiguously (timeout, dropped connection, 502/504),
     # by the database's clock: Recall may hold the bot already. No second POST until Recall's
@@ -310,24 +316,34 @@ class Bot(models.Model):
         self.refresh_from_db()
         return bool(queued)
 
-    def queue_retry(self, *, retry_in: float, error: str) -> None:
-        """A queued launch's try failed retryably: the next one in `retry_in` seconds."""
-        Bot.objects.filter(pk=self.pk, status=Bot.Status.QUEUED).update(
-            launch_next_attempt_at=timezone.now() + timedelta(seconds=retry_in), last_error=error[:500]
-        )
+    def queue_retry(self, *, holder: uuid.UUID, retry_in: float, error: str) -> bool:
+        """A queued launch's try failed retryably: the next one in `retry_in` seconds, and the claim
+        is freed. False (nothing written) when `holder` no longer holds the claim."""
+        rows = Bot.objects.filter(pk=self.pk, status=Bot.Status.QUEUED)
+        retry = {"launch_next_attempt_at": Now() + timedelta(seconds=retry_in), "last_error": error[:500]}
+        return bool(claims.release(rows, LAUNCH_LEASE, holder=holder, **retry))
 
-    def launch_failed(self, *, error: str) -> None:
-        self.status = Bot.Status.LAUNCH_FAILED
-        self.last_error = error[:500]
-        self.queued_payload = ""
-        self.save(update_fields=["status", "last_error", "queued_payload"])
+    def launch_failed(self, *, error: str, holder: uuid.UUID | None = None) -> bool:
+        """The launch failed for good. A queued launch's try passes its `holder`: False (nothing
+        written) when the claim was taken over, as the newer holder's outcome stands."""
+        failed = {"status": Bot.Status.LAUNCH_FAILED, "last_error": error[:500], "queued_payload": ""}
+        if holder is None:
+            Bot.objects.filter(pk=self.pk).update(**failed)
+        elif not claims.release(Bot.objects.filter(pk=self.pk), LAUNCH_LEASE, holder=holder, **failed):
+            return False
+        for name, value in failed.items():
+            setattr(self, name, value)
+        return True
 
-    def launched(self, *, recall_id: str, changes: list[tuple[str | None, str, datetime]]) -> "Bot | None":
+    def launched(
+        self, *, recall_id: str, changes: list[tuple[str | None, str, datetime]], holder: uuid.UUID | None = None
+    ) -> "Bot | None":
         """Recall created the launch's bot: the launch holds it, with the statuses (code, sub_code,
         at) its create answer carried. When the launch holds another Recall bot already (the first
         one's webhook was adopted while this create ran), this one is a duplicate: recorded,
-        linked and returned, and the launch keeps the id the first bot's webhooks are found by."""
-        if not self.take_recall_id(recall_id):
+        linked and returned, and the launch keeps the id the first bot's webhooks are found by.
+        With a queued launch's `holder`, see take_recall_id."""
+        if not self.take_recall_id(recall_id, holder=holder):
             return self.record_duplicate(recall_id=recall_id)
         for code, sub_code, at in changes:
             self._take_status(code=code, sub_code=sub_code, at=at)
@@ -370,20 +386,30 @@ class Bot(models.Model):
             self.sub_code = sub_code
             self.status_updated_at = at
 
-    def take_recall_id(self, recall_id: str) -> bool:
+    def take_recall_id(self, recall_id: str, *, holder: uuid.UUID | None = None) -> bool:
         """The launch holds this Recall bot from now on; False when it already holds another one
         (a webhook adopted the first bot, or a worker stored its own): the caller records a
-        duplicate instead of overwriting the id the first bot's webhooks are found by."""
-        taken = Bot.objects.filter(pk=self.pk, recall_id__isnull=True).update(
+        duplicate instead of overwriting the id the first bot's webhooks are found by.
+
+        The Recall bot exists whoever holds the claim, so a queued launch's try (`holder` given)
+        takes it while the launch is still undecided (queued: a newer holder still at Recall then
+        finds its own bot a duplicate), even after its claim was taken over; over a launch a newer
+        holder already ended (launch_failed, meeting_ended) it is a duplicate. Taking it ends any
+        claim: a holder still at Recall can then neither fail nor requeue the launch."""
+        rows = Bot.objects.filter(pk=self.pk, recall_id__isnull=True)
+        if holder is not None:
+            rows = rows.filter(status=Bot.Status.QUEUED)
+        taken = rows.update(
             recall_id=recall_id[:64],
             queued_payload="",
             last_error="",
             launch_next_attempt_at=None,
+            launch_claim_holder=None,
             status=Case(When(status=Bot.Status.QUEUED, then=Value(Bot.Status.CREATED)), default=F("status")),
         )
         self.refresh_from_db(
             fields=[
-                *("recall_id", "queued_payload", "last_error", "launch_next_attempt_at"),
+                *("recall_id", "queued_payload", "last_error", "launch_next_attempt_at", "launch_claim_holder"),
                 *("status", "sub_code", "status_updated_at"),
             ]
         )
@@ -417,12 +443,14 @@ class Bot(models.Model):
             self._ended_unsent(status=status, at=at)
         return bool(ended)
 
-    def end_queued_unsent(self, *, status: str, at) -> bool:
+    def end_queued_unsent(self, *, status: str, at, holder: uuid.UUID) -> bool:
         """A queued launch that Recall has never been asked for (no ambiguous create) ends without
-        a bot; False if it is no longer such a launch."""
-        ended = Bot.objects.filter(
+        a bot; False if it is no longer such a launch, or `holder` no longer holds its claim."""
+        rows = Bot.objects.filter(
             pk=self.pk, status=Bot.Status.QUEUED, recall_id__isnull=True, launch_ambiguous_at__isnull=True
-        ).update(status=status, status_updated_at=at, queued_payload="", launch_next_attempt_at=None)
+        )
+        unsent = {"status": status, "status_updated_at": at, "queued_payload": ""}
+        ended = claims.release(rows, LAUNCH_LEASE, holder=holder, **unsent)
         if ended:
             self._ended_unsent(status=status, at=at)
         return bool(ended)

@@ -85,7 +85,8 @@ def test_final_statuses_are_declared_once():
 
 STATE = {
     *("status", "sub_code", "status_updated_at", "last_error", "queued_payload", "recall_id"),
-    *("launch_next_attempt_at", "launch_attempts", "launch_ambiguous_at", "wait_until", "handed_off_at"),
+    *("launch_next_attempt_at", "launch_claim_holder", "launch_attempts", "launch_ambiguous_at"),
+    *("wait_until", "handed_off_at"),
 }
 BOT_NAMES = {"bot", "successor", "launch", "duplicate"}
 
