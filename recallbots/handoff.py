@@ -30,7 +30,8 @@ from brokerproject.celery import enqueue_safely
 from zoomauth.models import CallbackGrant, CallbackLog, ZoomConnection
 from zoomauth.presence import connection_left_since, connections_present, meeting_ended_since, meeting_has_ended
 
-from .launch import LaunchError, LaunchRequest, bot_create_at_recall, bot_recall_payload
+from .launch import LaunchError, LaunchRequest, bot_recall_payload
+from .launch_at_recall import bot_create_at_recall
 from .meeting_urls import parse_zoom_url
 from .models import Bot
 from .status import bot_status_event

@@ -1,5 +1,5 @@
 """The recallbots services, by use case: recall_apps (the Zoom apps in Recall), credentials,
-launch, status (Recall's webhooks), receivers (zoomauth's signals). This module only re-exports
+launch and launch_at_recall, status (Recall's webhooks), receivers (zoomauth's signals). This module only re-exports
 their public names for the callers that import them from here; new code imports the use case's
 module."""
 
@@ -20,14 +20,16 @@ from .launch import (
     LaunchForbidden,
     LaunchRepeated,
     LaunchRequest,
-    LaunchUnresolved,
-    bot_create_at_recall,
     bot_launch,
     bot_recall_payload,
     bot_zoom_config,
     join_at_problem,
     service_account_connection,
     validate_join_at,
+)
+from .launch_at_recall import (
+    LaunchUnresolved,
+    bot_create_at_recall,
 )
 from .recall_apps import (
     recall_app_delete,

@@ -6,7 +6,7 @@ from brokerproject.celery import enqueue_safely
 from brokerproject.retry import backoff
 from zoomauth.models import ZoomConnection
 
-from . import credentials, handoff, launch, recall, selectors, waiting
+from . import credentials, handoff, launch_at_recall, recall, selectors, waiting
 from .models import RecallOAuthApp
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def credentials_sync_statuses() -> int:
 @shared_task(ignore_result=True, acks_late=True)
 def bot_create_at_recall(bot_id: int) -> None:
     """One try; the next one is a new message after Recall's Retry-After (no worker sleeps on it)."""
-    delay = launch.bot_create_at_recall(bot_id=bot_id)
+    delay = launch_at_recall.bot_create_at_recall(bot_id=bot_id)
     if delay is not None:
         enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id, countdown=delay)
 

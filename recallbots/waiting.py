@@ -22,6 +22,7 @@ from brokerproject.celery import enqueue_safely
 from zoomauth.presence import connections_present, meeting_visible
 from zoomauth.services import callback_grants_end
 
+from .launch_at_recall import bot_create_at_recall
 from .models import Bot
 from .status import bot_status_event
 
@@ -62,8 +63,6 @@ def _authorizers(bot: Bot) -> list[int]:
 def bot_release_waiting(*, bot_id: int) -> float | None:
     """Its user is in: create the bot at Recall now. Returns a delay before the next try when
     Recall throttles (the launch is then an ordinary queued one)."""
-    from .launch import bot_create_at_recall  # launch imports this module
-
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or not bot.release_waiting():
         return None

@@ -1,62 +1,21 @@
+"""The Bot model: a launch and the Recall bot it became, with its states. Its launch transitions
+are in launch.py, its history in history.py (mixins of Bot, in this package)."""
+
 import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
-from django.db.models import Case, DurationField, ExpressionWrapper, F, Q, Value, When
+from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from brokerproject import claims
 from brokerproject.crypto import StrictEncryptedTextField
-from zoomauth.models import CallbackGrant, CallbackLog, ZoomApp, ZoomConnection
+from zoomauth.models import CallbackLog, ZoomConnection
 
-
-class RecallOAuthApp(models.Model):
-    """A Zoom app as registered with Recall (POST /api/v2/zoom-oauth-apps/)."""
-
-    zoom_app = models.OneToOneField(ZoomApp, on_delete=models.PROTECT, related_name="recall_app")
-    recall_id = models.CharField(max_length=64, unique=True)
-    base_url = models.URLField(help_text="The Recall region the app was created in.")
-    webhook_last_validation_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        verbose_name = "Recall Zoom OAuth app"
-
-    def __str__(self) -> str:
-        return f"{self.zoom_app} in Recall"
-
-    @property
-    def webhook_url(self) -> str:
-        return f"{self.base_url}/api/v2/zoom-oauth-apps/{self.recall_id}/webhook"
-
-
-class RecallCredential(models.Model):
-    """A user's Zoom credential in Recall (POST /api/v2/zoom-oauth-credentials/)."""
-
-    class Mode(models.TextChoices):
-        CUSTOMER_MANAGED = "customer_managed", "Customer-managed"
-        RECALL_MANAGED = "recall_managed", "Recall-managed"
-
-    class Status(models.TextChoices):
-        HEALTHY = "healthy", "Healthy"
-        UNHEALTHY = "unhealthy", "Unhealthy"
-        UNKNOWN = "unknown", "Unknown"
-
-    connection = models.OneToOneField(ZoomConnection, on_delete=models.CASCADE, related_name="recall_credential")
-    recall_app = models.ForeignKey(RecallOAuthApp, on_delete=models.PROTECT, related_name="credentials")
-    recall_id = models.CharField(max_length=64, unique=True)
-    mode = models.CharField(max_length=20, choices=Mode.choices)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNKNOWN)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        verbose_name = "Recall Zoom credential"
-
-    def __str__(self) -> str:
-        return f"{self.connection} ({self.get_mode_display()})"
+from .history import BotHistory, BotStatusChange
+from .launch import LAUNCH_LEASE, BotLaunch
 
 
 class BotQuerySet(models.QuerySet):
@@ -67,19 +26,16 @@ class BotQuerySet(models.QuerySet):
         """Waiting bots whose wait is over (served by the partial index on wait_until)."""
         return self.waiting().filter(wait_until__lte=now or timezone.now())
 
-    def claim_launch(self, *, bot_id: int, lease: timedelta) -> bool:
-        """Claim a queued launch whose next try is due, by moving that try `lease` ahead (a
-        conditional UPDATE, no row lock held while Recall answers): the task's own retry and
-        beat's catch-up never run one launch at once."""
-        now = timezone.now()
-        due = Q(launch_next_attempt_at__isnull=True) | Q(launch_next_attempt_at__lte=now)
-        claimed = self.filter(due, pk=bot_id, status=Bot.Status.QUEUED, recall_id__isnull=True).update(
-            launch_next_attempt_at=now + lease, launch_attempts=F("launch_attempts") + 1
-        )
-        return bool(claimed)
+    def claim_launch(self, *, bot_id: int, holder: uuid.UUID, seconds: float) -> bool:
+        """Claim a queued launch whose next try is due, for `seconds` (LAUNCH_LEASE: no row lock
+        held while Recall answers): the task's own retry and beat's catch-up never run one launch
+        at once, and only `holder` stores what its try learnt."""
+        rows = self.filter(pk=bot_id, status=Bot.Status.QUEUED, recall_id__isnull=True)
+        attempt = {"launch_attempts": F("launch_attempts") + 1}
+        return bool(claims.claim(rows, LAUNCH_LEASE, holder=holder, seconds=seconds, **attempt))
 
 
-class Bot(models.Model):
+class Bot(BotLaunch, BotHistory, models.Model):
     """A Recall bot launched by the broker, with its token URLs and status history."""
 
     class TokenKind(models.TextChoices):
@@ -141,21 +97,6 @@ class Bot(models.Model):
         VISIBLE = "visible", "The broker sees the meeting's participants"
         NOT_VISIBLE = "not_visible", "The broker cannot see the meeting (launched at once)"
 
-    FATAL_HINTS = {
-        "zoom_invalid_join_token": "The join-token callback returned something Zoom refused: check that the "
-        "meeting's host has connected Zoom and that the join-token URL answers with a bare token.",
-        "meeting_requires_sign_in": "The meeting only admits signed-in users: launch with a ZAK "
-        "(the user's or the service account's).",
-        "zoom_sdk_credentials_missing": "Recall has no Zoom SDK credentials for this workspace.",
-        "zoom_email_required": "The meeting requires an email: registration-required meetings need zoom.user_email.",
-        "zoom_registration_required": "The meeting requires registration: use the link with tk= and an email.",
-        "meeting_not_found": "Zoom says the meeting does not exist: check the meeting link.",
-        "meeting_password_incorrect": "The passcode is wrong: paste the invite link that includes pwd=.",
-        "zoom_meeting_not_accessible": "The meeting is not accessible to the bot "
-        "(an external meeting without OBF or ZAK?).",
-        "zoom_obf_user_not_in_meeting": "The OBF bot waits for its user: the user must join the meeting first.",
-    }
-
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     recall_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bots")
@@ -180,6 +121,8 @@ class Bot(models.Model):
     # A queued launch's next try; a worker claims the launch by moving it ahead (a lease), so
     # beat's catch-up and the task's own retry never create it twice.
     launch_next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Who holds the claim on the queued launch (LAUNCH_LEASE): the fence its outcome is stored by.
+    launch_claim_holder = models.UUIDField(null=True, blank=True, editable=False)
     launch_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
     # The last POST /api/v1/bot/ that failed ambiguously (timeout, dropped connection, 502/504),
     # by the database's clock: Recall may hold the bot already. No second POST until Recall's
@@ -253,9 +196,6 @@ class Bot(models.Model):
     # Recall's call_ended sub_code when Zoom removed an OBF bot because its user left.
     REMOVED_WITH_ITS_USER = "authorized_user_left_meeting"
     HANDOFF_MAX_SUCCESSORS = 3
-    # Recall's token GETs carry no bot id: a fetch belongs to a bot when it is for the bot's
-    # connection, of a kind the bot was given, for its meeting, within its life (with this slack).
-    FETCH_SLACK = timedelta(seconds=5)
 
     @classmethod
     def launched_with_key(cls, idempotency_key: str) -> "Bot | None":
@@ -273,66 +213,8 @@ class Bot(models.Model):
     def is_final(self) -> bool:
         return self.status in self.Status.final()
 
-    @property
-    def launch_outcome_unknown(self) -> bool:
-        return self.launch_ambiguous_at is not None
-
-    def mark_launch_ambiguous(self) -> None:
-        """A create failed ambiguously just now (the database's clock: the lag window is measured
-        on one clock whichever worker looks next)."""
-        Bot.objects.filter(pk=self.pk).update(launch_ambiguous_at=Now())
-        self.launch_ambiguous_at = Bot.objects.values_list("launch_ambiguous_at", flat=True).get(pk=self.pk)
-
-    def list_lag_left(self, *, lag: timedelta) -> float:
-        """Seconds until Recall's bot list, still without this launch's bot, can be believed (0:
-        it can): measured from the last ambiguous create, on the database's clock."""
-        if self.launch_ambiguous_at is None:
-            return 0.0
-        left = (
-            Bot.objects.filter(pk=self.pk)
-            .annotate(left=ExpressionWrapper(F("launch_ambiguous_at") + lag - Now(), output_field=DurationField()))
-            .values_list("left", flat=True)
-            .get()
-        )
-        return max(0.0, left.total_seconds()) if left is not None else 0.0
-
-    # --- transitions: the only writers of status, status_updated_at, status_changes and the
-    # launch fields. Services decide when; these say how.
-
-    def queue(self, *, payload: str, error: str = "", retry_in: float | None = None) -> bool:
-        """The launch waits as `queued`, its create-bot body stored, until a worker creates it at
-        Recall (after `retry_in` seconds; at once when None). False over a bot that holds a Recall
-        id already (its own status webhook adopted it during an ambiguous create). Read back."""
-        next_at = timezone.now() + timedelta(seconds=retry_in) if retry_in is not None else None
-        queued = Bot.objects.filter(pk=self.pk, recall_id__isnull=True).update(
-            status=Bot.Status.QUEUED, last_error=error[:500], queued_payload=payload, launch_next_attempt_at=next_at
-        )
-        self.refresh_from_db()
-        return bool(queued)
-
-    def queue_retry(self, *, retry_in: float, error: str) -> None:
-        """A queued launch's try failed retryably: the next one in `retry_in` seconds."""
-        Bot.objects.filter(pk=self.pk, status=Bot.Status.QUEUED).update(
-            launch_next_attempt_at=timezone.now() + timedelta(seconds=retry_in), last_error=error[:500]
-        )
-
-    def launch_failed(self, *, error: str) -> None:
-        self.status = Bot.Status.LAUNCH_FAILED
-        self.last_error = error[:500]
-        self.queued_payload = ""
-        self.save(update_fields=["status", "last_error", "queued_payload"])
-
-    def launched(self, *, recall_id: str, changes: list[tuple[str | None, str, datetime]]) -> "Bot | None":
-        """Recall created the launch's bot: the launch holds it, with the statuses (code, sub_code,
-        at) its create answer carried. When the launch holds another Recall bot already (the first
-        one's webhook was adopted while this create ran), this one is a duplicate: recorded,
-        linked and returned, and the launch keeps the id the first bot's webhooks are found by."""
-        if not self.take_recall_id(recall_id):
-            return self.record_duplicate(recall_id=recall_id)
-        for code, sub_code, at in changes:
-            self._take_status(code=code, sub_code=sub_code, at=at)
-        self.save(update_fields=["status", "sub_code", "status_updated_at"])
-        return None
+    # --- transitions: with BotLaunch's, the only writers of status, status_updated_at,
+    # status_changes and the launch fields. Services decide when; these say how.
 
     def wait_for_user(self, *, payload: str, until: datetime) -> None:
         self.status = Bot.Status.WAITING_FOR_USER
@@ -370,59 +252,12 @@ class Bot(models.Model):
             self.sub_code = sub_code
             self.status_updated_at = at
 
-    def take_recall_id(self, recall_id: str) -> bool:
-        """The launch holds this Recall bot from now on; False when it already holds another one
-        (a webhook adopted the first bot, or a worker stored its own): the caller records a
-        duplicate instead of overwriting the id the first bot's webhooks are found by."""
-        taken = Bot.objects.filter(pk=self.pk, recall_id__isnull=True).update(
-            recall_id=recall_id[:64],
-            queued_payload="",
-            last_error="",
-            launch_next_attempt_at=None,
-            status=Case(When(status=Bot.Status.QUEUED, then=Value(Bot.Status.CREATED)), default=F("status")),
-        )
-        self.refresh_from_db(
-            fields=[
-                *("recall_id", "queued_payload", "last_error", "launch_next_attempt_at"),
-                *("status", "sub_code", "status_updated_at"),
-            ]
-        )
-        return bool(taken) or self.recall_id == recall_id[:64]
-
-    def record_duplicate(self, *, recall_id: str) -> "Bot":
-        """A second Recall bot for this launch: its own row (its status is tracked), linked here.
-        Idempotent on the Recall id (a redelivered webhook, two at once)."""
-        fields = {
-            name: getattr(self, name)
-            for name in (
-                *("user_id", "connection_id", "meeting_url", "meeting_id", "meeting_passcode", "token_kinds"),
-                *("bot_name", "join_at", "metadata", "start", "presence"),
-            )
-        }
-        try:
-            with transaction.atomic():
-                return Bot.objects.create(
-                    **fields, recall_id=recall_id[:64], duplicate_of=self, status=Bot.Status.CREATED
-                )
-        except IntegrityError:
-            return Bot.objects.get(recall_id=recall_id[:64])
-
     def end_waiting(self, *, status: str, at) -> bool:
         """A waiting bot ends without ever being sent to Recall (user_never_joined,
         meeting_ended), in the caller's transaction; False if it was not waiting."""
         ended = Bot.objects.filter(pk=self.pk, status=Bot.Status.WAITING_FOR_USER).update(
             status=status, status_updated_at=at, queued_payload=""
         )
-        if ended:
-            self._ended_unsent(status=status, at=at)
-        return bool(ended)
-
-    def end_queued_unsent(self, *, status: str, at) -> bool:
-        """A queued launch that Recall has never been asked for (no ambiguous create) ends without
-        a bot; False if it is no longer such a launch."""
-        ended = Bot.objects.filter(
-            pk=self.pk, status=Bot.Status.QUEUED, recall_id__isnull=True, launch_ambiguous_at__isnull=True
-        ).update(status=status, status_updated_at=at, queued_payload="", launch_next_attempt_at=None)
         if ended:
             self._ended_unsent(status=status, at=at)
         return bool(ended)
@@ -453,70 +288,3 @@ class Bot(models.Model):
             return True
         ended = self.status_changes.filter(code=Bot.Status.CALL_ENDED).order_by("-occurred_at").first()
         return ended is not None and ended.sub_code == self.REMOVED_WITH_ITS_USER and ended.received_at >= since
-
-    def obf_minted_for(self):
-        """The connection (id) whose OBF token the bot last fetched, and when (None, None)."""
-        fetch = (
-            CallbackLog.objects.filter(grant__holder=self.callback_holder, kind=CallbackLog.Kind.OBF, status_code=200)
-            .order_by("-created_at")
-            .values_list("connection_id", "created_at")
-            .first()
-        )
-        return fetch or (None, None)
-
-    @property
-    def callback_holder(self) -> str:
-        """Who the bot's token-URL credentials (zoomauth's CallbackGrant) are made for."""
-        return f"bot:{self.public_id}"
-
-    def token_fetches(self):
-        """The token callbacks Recall made for this bot (never a token: the audit holds none):
-        those that came with the bot's own URLs; for bots launched before bots had their own
-        URLs, those for its connection, kinds and meeting during its life."""
-        if self.pk and CallbackGrant.objects.filter(holder=self.callback_holder).exists():
-            return (
-                CallbackLog.objects.filter(grant__holder=self.callback_holder)
-                .select_related("connection")
-                .order_by("created_at")[:100]
-            )
-        kinds = [Bot.TokenKind(kind).callback_kind for kind in self.token_kinds if kind in Bot.TokenKind.values]
-        if self.connection_id is None or not kinds:
-            return CallbackLog.objects.none()
-        fetches = CallbackLog.objects.filter(
-            connection_id=self.connection_id, kind__in=kinds, created_at__gte=self.created_at - self.FETCH_SLACK
-        ).filter(Q(meeting_id=self.meeting_id) | Q(meeting_id=""))
-        if self.is_final and self.status_updated_at:
-            fetches = fetches.filter(created_at__lte=self.status_updated_at + self.FETCH_SLACK)
-        return fetches.order_by("created_at")[:100]
-
-    def timeline(self) -> list[dict]:
-        """Status changes and token fetches in one list by time, for the bot page and the admin."""
-        rows = [
-            {"at": change.occurred_at, "what": "status", "code": change.code, "sub_code": change.sub_code}
-            for change in self.status_changes.all()
-        ]
-        rows += [{"at": fetch.created_at, "what": "fetch", "fetch": fetch} for fetch in self.token_fetches()]
-        return sorted(rows, key=lambda row: row["at"])
-
-    @property
-    def fatal_hint(self) -> str:
-        if not self.sub_code:
-            return ""
-        return self.FATAL_HINTS.get(self.sub_code, "")
-
-
-class BotStatusChange(models.Model):
-    """One status event; webhook_id makes Recall's redeliveries idempotent."""
-
-    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="status_changes")
-    code = models.CharField(max_length=50)
-    sub_code = models.CharField(max_length=100, blank=True)
-    occurred_at = models.DateTimeField()
-    webhook_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
-    received_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ("occurred_at", "pk")
-
-    def __str__(self) -> str:
-        return self.code + (f" ({self.sub_code})" if self.sub_code else "")
