@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo lint format bench profile compose-smoke clean
+.PHONY: run test demo lint format typecheck bench profile compose-smoke clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (looked for $(PYTHON))."; exit 1; }
@@ -38,6 +38,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+## typecheck: mypy with django-stubs over the apps and brokerproject ([tool.mypy] in pyproject.toml)
+# The django-stubs plugin imports the settings; DEBUG=true lets them load without production secrets.
+typecheck: $(STAMP)
+	DEBUG=true $(PY) -m mypy
 
 bench: $(STAMP)
 	./scripts/ensure-services

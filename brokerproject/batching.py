@@ -78,7 +78,7 @@ class Batcher:
                 self._handle(batch)
 
     def _drain(self) -> list:
-        batch = []
+        batch: list = []
         while len(batch) < self.max_items:
             try:
                 batch.append(self.items.get_nowait())

@@ -21,6 +21,8 @@ class EncryptionKeyError(RuntimeError):
 
 
 class _StrictDecryptMixin:
+    name: str  # the field's, set by Django when the field is bound to its model
+
     def from_db_value(self, value, expression, connection):
         if value is None or value == "":
             return value

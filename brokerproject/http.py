@@ -4,9 +4,14 @@ and one reading of Retry-After. Timeouts stay explicit at each call."""
 import email.utils
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
+
+if TYPE_CHECKING:
+    # What Session.merge_environment_settings returns, as types-requests names it.
+    from requests.sessions import _Settings
 
 USER_AGENT = "zoom-token-broker/1.0"
 
@@ -24,7 +29,7 @@ class Session(requests.Session):
 
     def __init__(self):
         super().__init__()
-        self._environment: dict[tuple, dict] = {}
+        self._environment: dict[tuple, _Settings] = {}
         self._environment_lock = threading.Lock()
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):

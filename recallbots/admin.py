@@ -1,3 +1,5 @@
+from typing import TYPE_CHECKING, cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
@@ -16,8 +18,14 @@ from .models import Bot, BotStatusChange, RecallCredential, RecallOAuthApp
 from .recall_apps import recall_app_delete, recall_app_push_secrets, recall_app_register
 from .selectors import NOT_YOUR_CONNECTION, connections_launchable_by
 
+# The mixin goes before a ModelAdmin; mypy reads it as one.
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin
+else:
+    _ModelAdmin = object
 
-class _CallsRecallOnAdd:
+
+class _CallsRecallOnAdd(_ModelAdmin):
     """The add view calls Recall in save_model; when that fails nothing is saved, the error is in
     the messages, and the person stays on the form instead of seeing "added successfully"."""
 
@@ -32,10 +40,13 @@ class _CallsRecallOnAdd:
         return None
 
 
+REGION_DEFAULT = [("", "RECALL_API_BASE_URL (the configured default)")]
+
+
 class RegisterForm(forms.ModelForm):
     region = forms.ChoiceField(
         required=False,
-        choices=[("", "RECALL_API_BASE_URL (the configured default)")],
+        choices=REGION_DEFAULT,
         help_text="The Recall region whose API key is configured.",
     )
 
@@ -47,8 +58,8 @@ class RegisterForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         from django.conf import settings
 
-        self.fields["region"].choices += [(name, url) for name, url in settings.RECALL_REGIONS.items()]
-        self.fields["zoom_app"].queryset = ZoomApp.objects.filter(recall_app__isnull=True)
+        cast(forms.ChoiceField, self.fields["region"]).choices = [*REGION_DEFAULT, *settings.RECALL_REGIONS.items()]
+        cast(forms.ModelChoiceField, self.fields["zoom_app"]).queryset = ZoomApp.objects.filter(recall_app__isnull=True)
 
 
 @admin.register(RecallOAuthApp)
@@ -57,10 +68,10 @@ class RecallOAuthAppAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     readonly_fields = ("recall_id", "base_url", "webhook_url", "marketplace_settings", "webhook_last_validation_at")
     actions = ("push_secrets", "delete_in_recall")
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = RegisterForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -217,13 +228,13 @@ class BotAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
     list_select_related = ("user", "connection", "connection__app", "duplicate_of")
     inlines = (BotStatusChangeInline,)
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = type("LaunchBotForm", (LaunchBotForm,), {"launcher": request.user})
             # The launch fields that share a name with a Bot field (start, obf_candidates, ...) are
             # the launch's, not the row's: bot_launch stores the bot, not the ModelForm.
             kwargs["fields"] = LaunchBotForm.Meta.fields
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "connection":  # the API's launch rule, for the staff member launching

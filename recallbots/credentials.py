@@ -3,6 +3,7 @@ URL) and Recall-managed (Recall holds the tokens; the broker asks it for an acce
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -45,7 +46,7 @@ def _delete_conflicting(client: recall.RecallClient, *, recall_app: RecallOAuthA
     account_id = body.get("conflicting_zoom_account_id")
     if not (user_id or account_id):
         return False
-    filters = {"oauth_app": recall_app.recall_id}
+    filters: dict[str, Any] = {"oauth_app": recall_app.recall_id}
     filters["user_id" if user_id else "account_id"] = user_id or account_id
     for credential in client.list_credentials(**filters):
         client.delete_credential(credential["id"])

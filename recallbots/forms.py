@@ -1,4 +1,5 @@
 import re
+from typing import TYPE_CHECKING, cast
 
 from django import forms
 
@@ -18,7 +19,14 @@ def _messages(errors) -> list[str]:
     return [str(errors)]
 
 
-class CheckedByTheApi:
+# The mixin goes before a Form or a ModelForm; mypy reads it as the forms' common base.
+if TYPE_CHECKING:
+    _Form = forms.BaseForm
+else:
+    _Form = object
+
+
+class CheckedByTheApi(_Form):
     """A launch form whose rules are the API's: once its own fields parse, the body the API would
     get goes through LaunchBotSerializer for `launcher`, and its errors land on the same fields
     (or the form, for a field it does not show); its validated data becomes the cleaned data."""
@@ -26,7 +34,8 @@ class CheckedByTheApi:
     launcher = None
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if self.errors:
             return cleaned
         connection = cleaned.get("connection")
@@ -100,6 +109,7 @@ class LaunchForm(CheckedByTheApi, forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.launcher = user
-        self.fields["connection"].queryset = connections_launchable_by(launcher=user).active()
-        if self.fields["connection"].queryset.count() == 1:
-            self.fields["connection"].initial = self.fields["connection"].queryset.first()
+        connection = cast(forms.ModelChoiceField, self.fields["connection"])
+        connection.queryset = connections_launchable_by(launcher=user).active()
+        if connection.queryset.count() == 1:
+            connection.initial = connection.queryset.first()

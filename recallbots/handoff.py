@@ -42,17 +42,17 @@ logger = logging.getLogger(__name__)
 SWEEP_WINDOW = timedelta(minutes=10)
 
 
-def _authorizers(bot: Bot) -> list[ZoomConnection]:
+def _authorizers(bot: Bot, launcher: ZoomConnection) -> list[ZoomConnection]:
     """[the launcher's connection, the candidates who still allow it], as _obf_authorizer mints."""
-    ids = [pk for pk in bot.obf_candidates if pk != bot.connection_id]
-    launcher_user = ZoomConnection.objects.filter(pk=bot.connection_id).values("user_id")
+    ids = [pk for pk in bot.obf_candidates if pk != launcher.pk]
+    launcher_user = ZoomConnection.objects.filter(pk=launcher.pk).values("user_id")
     allowed = {
         candidate.pk: candidate
         for candidate in ZoomConnection.objects.active()
         .filter(pk__in=ids)
         .filter(Q(allow_obf_for_others=True) | Q(user_id=Subquery(launcher_user)))
     }
-    return [bot.connection, *(allowed[pk] for pk in ids if pk in allowed)]
+    return [launcher, *(allowed[pk] for pk in ids if pk in allowed)]
 
 
 def _successor_request(bot: Bot, candidates: list[ZoomConnection]) -> LaunchRequest:
@@ -77,12 +77,13 @@ def _successor_request(bot: Bot, candidates: list[ZoomConnection]) -> LaunchRequ
 
 def _successor_create(bot: Bot, authorizers: list[ZoomConnection]) -> Bot:
     """In the claim's transaction: the successor row, its URLs and its create-bot body (queued)."""
-    if not bot.connection.is_usable:
+    launcher = authorizers[0]  # bot.connection
+    if not launcher.is_usable:
         raise LaunchError("The launching user's Zoom connection is no longer usable.")
     request = _successor_request(bot, authorizers[1:])
     successor = Bot.objects.create(
         user=bot.user,
-        connection=bot.connection,
+        connection=launcher,
         meeting_url=bot.meeting_url,
         meeting_id=bot.meeting_id,
         meeting_passcode=bot.meeting_passcode,
@@ -122,7 +123,7 @@ def bot_hand_off(*, bot_id: int) -> Bot | None:
         return None
     if meeting_ended_since(**where, since=minted_at):  # the bot's instance of the meeting is over
         return None
-    authorizers = _authorizers(bot)
+    authorizers = _authorizers(bot, bot.connection)
     if not connections_present(meeting_id=bot.meeting_id, connection_ids=[c.pk for c in authorizers]):
         logger.info("bot's OBF user left; no one else of its launch is in", extra={"bot": bot.public_id})
         return None

@@ -1,9 +1,9 @@
 from datetime import timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
-from zoomauth.models import ZoomConnection
+from zoomauth.models import ZoomConnection, ZoomConnectionQuerySet
 
 from .models import Bot
 
@@ -11,7 +11,7 @@ from .models import Bot
 NOT_YOUR_CONNECTION = "No Zoom connection with this id belongs to you."
 
 
-def connections_launchable_by(*, launcher) -> QuerySet[ZoomConnection]:
+def connections_launchable_by(*, launcher) -> ZoomConnectionQuerySet:
     """The launch rule of every door (the API, the launch page, the admin): the launcher's own
     connections; every connection with `launch_on_any_connection`. A join token from another
     host's connection also needs that host's opt-in (launch.bot_zoom_config)."""

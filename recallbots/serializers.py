@@ -101,7 +101,8 @@ class BotSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(TokenFetchSerializer(many=True))
     def get_token_fetches(self, obj) -> list[dict]:
-        return TokenFetchSerializer(obj.token_fetches(), many=True).data
+        # With many=True this is a ListSerializer and .data a ReturnList; the stubs read it as one row's ReturnDict.
+        return TokenFetchSerializer(obj.token_fetches(), many=True).data  # type: ignore[return-value]
 
 
 class LaunchBotSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
 import hashlib
 import logging
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -17,6 +18,7 @@ from rest_framework.generics import RetrieveAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import User
 from brokerproject import jsonbody, signing
 
 from .forms import LaunchForm
@@ -198,9 +200,8 @@ class BotDetailView(RetrieveAPIView):
     lookup_field = "public_id"
 
     def get_queryset(self):
-        return (
-            Bot.objects.filter(user=self.request.user).select_related("duplicate_of").prefetch_related("status_changes")
-        )
+        user = cast(User, self.request.user)  # IsAuthenticated (the default permission) let it in
+        return Bot.objects.filter(user=user).select_related("duplicate_of").prefetch_related("status_changes")
 
 
 @csrf_exempt

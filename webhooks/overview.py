@@ -1,6 +1,8 @@
 """webhooks' panels on the admin overview: Zoom's events on their way to Recall, and events on
 their way to the customer's backend."""
 
+from datetime import timedelta
+
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.timesince import timesince
@@ -18,7 +20,7 @@ def forwarding_panel(request) -> Panel | None:
         n=Count("pk"), oldest=Min("received_at"), retrying=Count("pk", filter=Q(attempts__gt=0))
     )
     failed = ZoomWebhookDelivery.objects.filter(
-        status=ZoomWebhookDelivery.Status.FAILED, received_at__gte=timezone.now() - timezone.timedelta(hours=24)
+        status=ZoomWebhookDelivery.Status.FAILED, received_at__gte=timezone.now() - timedelta(hours=24)
     ).count()
     oldest = pending["oldest"]
     age = (timezone.now() - oldest).total_seconds() if oldest else 0

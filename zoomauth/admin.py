@@ -50,7 +50,8 @@ class ZoomAppForm(forms.ModelForm):
         self.initial.pop("webhook_secret", None)
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         for name in ("client_secret", "webhook_secret"):
             if not cleaned.get(name) and self.instance.pk:
                 cleaned[name] = getattr(ZoomApp.objects.get(pk=self.instance.pk), name)

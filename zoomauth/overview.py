@@ -102,17 +102,17 @@ def callbacks_panel(request) -> Panel | None:
         kind: {"hours": dict.fromkeys(hours, 0), "n": 0, "ok": 0, "buckets": {}} for kind in CallbackLog.Kind.values
     }
     for row in hourly:
-        kind = per_kind.get(row["kind"])
-        if kind is None:
+        tally = per_kind.get(row["kind"])
+        if tally is None:
             continue
-        if row["hour"] in kind["hours"]:
-            kind["hours"][row["hour"]] += row["n"]
-        kind["n"] += row["n"]
-        kind["ok"] += row["ok"]
+        if row["hour"] in tally["hours"]:
+            tally["hours"][row["hour"]] += row["n"]
+        tally["n"] += row["n"]
+        tally["ok"] += row["ok"]
     for row in buckets:
-        kind = per_kind.get(row["kind"])
-        if kind is not None:
-            kind["buckets"][row["latency_bucket"]] = row["n"]
+        tally = per_kind.get(row["kind"])
+        if tally is not None:
+            tally["buckets"][row["latency_bucket"]] = row["n"]
     panel = Panel(title="Token callbacks, last 24 hours", order=20)
     panel.table_head = ["kind", "callbacks", "answered 200", "p95 latency", "per hour"]
     label = "zoomauth.callbacklog"

@@ -10,7 +10,9 @@ leaves the same presence. Apps that act on presence (recallbots: bots waiting fo
 connect to the signals below; they are sent after the commit that recorded the change.
 """
 
+import functools
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -29,6 +31,8 @@ PRESENCE_EVENTS = frozenset({STARTED, ENDED, JOINED, LEFT})
 user_joined = Signal()  # kwargs: app_id, meeting_id, connection_id, at
 user_left = Signal()  # kwargs: app_id, meeting_id, connection_id, at
 meeting_ended = Signal()  # kwargs: app_id, meeting_id, at
+# A signal to send once the transaction commits, with its kwargs less app_id and meeting_id.
+Notice = tuple[Signal, dict[str, Any]]
 
 
 def _event_time(event_ts, fallback) -> datetime:
@@ -60,7 +64,9 @@ def presence_record(*, app: ZoomApp, kind: str, obj: dict, event_ts=None) -> Zoo
     meeting_id = str(obj.get("id") or "")[:20]
     if kind not in PRESENCE_EVENTS or not meeting_id.isdigit():
         return None
-    participant = obj.get("participant") if isinstance(obj.get("participant"), dict) else {}
+    participant = obj.get("participant")
+    if not isinstance(participant, dict):
+        participant = {}
     fallback = participant.get("join_time") if kind == JOINED else participant.get("leave_time")
     at = _event_time(event_ts, fallback if kind in (JOINED, LEFT) else obj.get("start_time"))
     connection = None
@@ -70,7 +76,7 @@ def presence_record(*, app: ZoomApp, kind: str, obj: dict, event_ts=None) -> Zoo
             .exclude(status=ZoomConnection.Status.REVOKED)
             .first()
         )
-    notices = []
+    notices: list[Notice] = []
     with transaction.atomic():
         MeetingActivity.objects.get_or_create(app=app, meeting_id=meeting_id, defaults={"last_event_at": at})
         # One meeting's events are applied one at a time (short transactions; no remote call).
@@ -96,14 +102,14 @@ def presence_record(*, app: ZoomApp, kind: str, obj: dict, event_ts=None) -> Zoo
         activity.save()
         for signal, kwargs in notices:
             transaction.on_commit(
-                lambda signal=signal, kwargs=kwargs: signal.send(
-                    sender=MeetingActivity, app_id=app.pk, meeting_id=meeting_id, **kwargs
-                )
+                functools.partial(signal.send, sender=MeetingActivity, app_id=app.pk, meeting_id=meeting_id, **kwargs)
             )
     return connection
 
 
-def _record_participant(activity: MeetingActivity, connection: ZoomConnection, *, joined: bool, at: datetime):
+def _record_participant(
+    activity: MeetingActivity, connection: ZoomConnection, *, joined: bool, at: datetime
+) -> list[Notice]:
     presence, _ = MeetingPresence.objects.get_or_create(meeting=activity, connection=connection)
     was_present = presence.is_present
     if joined:

@@ -210,7 +210,7 @@ class _LocalFlights:
         with self.lock:
             flight = self.flights.get(key)
             leader = flight is None
-            if leader:
+            if flight is None:
                 flight = self.flights[key] = (threading.Event(), {})
         event, result = flight
         if not leader:

@@ -49,7 +49,7 @@ def connect(request):
         if app is None:
             return _failure_page(request, "That Zoom app does not exist.", 404)
     elif apps.count() == 1:
-        app = apps.first()
+        app = apps.get()
     elif not apps:
         return _failure_page(request, "No Zoom app is set up yet. Ask an administrator to add one.", 404)
     else:

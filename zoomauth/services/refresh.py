@@ -238,6 +238,7 @@ def _refresh_holding_lease(connection: ZoomConnection, *, holder: uuid.UUID, lea
     )
     metrics.REFRESHES.labels("ok").inc()
     logger.info("zoom token refreshed", extra={"connection": stored.public_id})
+    assert stored.access_token_expires_at is not None  # store_tokens set it
     return FreshToken(stored.access_token, stored.access_token_expires_at, zoom_calls=1)
 
 
@@ -283,9 +284,11 @@ def _recover_from_invalid_grant(
     connection = ZoomConnection.objects.get(pk=connection_id)
     if connection.token_generation != sent_generation:
         ZoomConnection.objects.release_refresh_lease(connection_id=connection_id, holder=holder)
-        if connection.is_usable and not connection.expires_within(min_validity):
+        expires_at = connection.access_token_expires_at
+        # expires_within is true of a token without an expiry: this tells the checker so.
+        if connection.is_usable and expires_at is not None and not connection.expires_within(min_validity):
             logger.info("refresh race lost; using the winner's token", extra={"connection": connection.public_id})
-            return FreshToken(connection.access_token, connection.access_token_expires_at, zoom_calls=1)
+            return FreshToken(connection.access_token, expires_at, zoom_calls=1)
         raise ConnectionUnusable("The connection changed while refreshing; try again.", status=connection.status)
     with transaction.atomic():
         marked = ZoomConnection.objects.mark_needs_reconnect(
