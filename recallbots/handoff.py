@@ -43,7 +43,7 @@ SWEEP_WINDOW = timedelta(minutes=10)
 
 
 def _authorizers(bot: Bot, launcher: ZoomConnection) -> list[ZoomConnection]:
-    """[the launcher's connection, the candidates who still allow it], as _obf_authorizer mints."""
+    """[the launcher's connection, the candidates who still allow it], as zoomauth.credentials.obf_authorizer mints."""
     ids = [pk for pk in bot.obf_candidates if pk != launcher.pk]
     launcher_user = ZoomConnection.objects.filter(pk=launcher.pk).values("user_id")
     allowed = {

@@ -7,7 +7,7 @@ firewall, e.g. a localhost URL in the payload), 404.
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -21,7 +21,7 @@ from urllib3 import exceptions as urllib3_exceptions
 from brokerproject import http
 from brokerproject.http import parse_retry_after
 from brokerproject.logging import mask_secrets
-from brokerproject.retry import backoff
+from brokerproject.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,9 @@ SESSION = http.session()
 RETRYABLE_STATUSES = {429, 502, 503, 504, 507}
 # 507 means Recall's ad-hoc bot pool is empty; Recall asks for a retry every 30 s.
 BOT_POOL_EMPTY_RETRY = 30.0
+# A call is tried at most 4 times, waiting 0.5 s, 1 s, 2 s ... at most 8 s (or Recall's Retry-After),
+# within the client's max_wait in all.
+RECALL_RETRY = RetryPolicy(base=0.5, cap=8.0, attempts=4)
 
 
 class RecallError(Exception):
@@ -103,13 +106,14 @@ class RecallClient:
         api_key: str | None = None,
         base_url: str | None = None,
         timeout: float | None = None,
-        max_attempts: int = 4,
+        max_attempts: int | None = None,
         max_wait: float = 60.0,
+        retry: RetryPolicy = RECALL_RETRY,
     ):
         self.api_key = api_key if api_key is not None else settings.RECALL_API_KEY
         self.base_url = (base_url or settings.RECALL_API_BASE_URL).rstrip("/")
         self.timeout = timeout if timeout is not None else settings.RECALL_HTTP_TIMEOUT
-        self.max_attempts = max_attempts
+        self.retry = retry if max_attempts is None else replace(retry, attempts=max_attempts)
         self.max_wait = max_wait
 
     def _request(
@@ -121,27 +125,28 @@ class RecallClient:
         params: dict | None = None,
         repeat_ambiguous: bool = True,
     ) -> dict:
-        """One call, retried on a retryable answer within max_attempts and max_wait. With
+        """One call, retried on a retryable answer as the client's RetryPolicy allows, waiting
+        max_wait at most in all. With
         `repeat_ambiguous=False` (a create that must not happen twice) an ambiguous failure is
         raised at once, for the caller to find out what Recall did before trying again."""
         if not self.api_key:
             raise RecallAuthError("RECALL_API_KEY is not set.")
         url = self.base_url + path
-        waited = 0.0
-        for attempt in range(1, self.max_attempts + 1):
+        waited, attempt = 0.0, 0
+        while True:
+            attempt += 1
             outcome = self._attempt(method, url, json=json, params=params)
             if not isinstance(outcome, RecallRetryableError):
                 return outcome  # Recall's answer
             error = outcome
             if error.ambiguous and not repeat_ambiguous:
                 raise error
-            wait = backoff(attempt, base=0.5, cap=8.0, retry_after=error.retry_after)
-            if attempt == self.max_attempts or waited + wait > self.max_wait:
+            wait = self.retry.wait(attempt, error.retry_after)
+            if not self.retry.retries(attempt, wait, time_left=self.max_wait - waited):
                 raise error
             logger.info("recall retry", extra={"path": path, "status": error.status, "wait": round(wait, 2)})
             time.sleep(wait)
             waited += wait
-        raise AssertionError("unreachable")
 
     def _attempt(self, method: str, url: str, *, json: dict | None, params: dict | None) -> Any:
         """One request: Recall's answer (its JSON), or the RecallRetryableError to retry on; any

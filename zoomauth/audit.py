@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from brokerproject import metrics
 from brokerproject.batching import Batcher
+from brokerproject.retry import RetryPolicy
 
 from .models import CallbackHourStat, CallbackLog
 
@@ -78,16 +79,21 @@ def _insert(rows: list[CallbackLog]) -> None:
             copy.write_row([getattr(row, field.attname) for field in _COPIED])
 
 
+# A batch is written on a fresh connection once more after a failure; the pause (0.25-0.5 s)
+# follows the last failure too, so that a database that is down is not met again at once.
+AUDIT_RETRY = RetryPolicy(base=0.5, cap=0.5, attempts=2)
+
+
 def _write(rows: list[CallbackLog]) -> None:
     try:
-        for attempt in (1, 2):
+        for attempt in range(1, AUDIT_RETRY.attempts + 1):
             try:
                 audit_write(rows)
                 return
             except Exception:
                 logger.exception("callback audit write failed", extra={"rows": len(rows), "attempt": attempt})
                 db.close()
-                time.sleep(0.5)
+                time.sleep(AUDIT_RETRY.wait(attempt))
     finally:
         if threading.current_thread() is writer.thread:
             db.close()  # at most one connect per batch, and no connection held by an idle thread

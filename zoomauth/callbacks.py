@@ -8,27 +8,21 @@ connection or no such meeting · 405 a method other than GET or HEAD (neither au
 409 Zoom refused to mint (scope, user not in the meeting, not the host) · 410 the connection needs
 reconnecting · 429 throttled · 502/503 Zoom failing (Retry-After).
 
-This view owns the HTTP side: throttles, authentication, the audit and the mapping from a
-token error's category to a status. What token to hand out is zoomauth.tokens' business.
-The path is kept lean because bots wait on it: one row read, the throttles in one Redis round
+This view owns the HTTP side: throttles, the audit and the mapping of outcomes to statuses: a
+refused credential's, a grant's scope, a token error's category. Which credential a request
+presents (its one row read, its secret) is zoomauth.credentials' business; what token to hand out
+is zoomauth.tokens'. The path is kept lean because bots wait on it: one row read, the throttles in one Redis round
 trip (two for unsigned requests: their address limits are checked before the row is read, so a
 locked-out or over-limit caller costs no database read), no content negotiation, and the audit row
 written in batches after the answer is sent (audit.py).
 """
 
-import functools
-import json
 import logging
 import re
 import time
-import uuid
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
-from django.db import DatabaseError, InterfaceError
-from django.db import connection as db
-from django.db.models import Q, Subquery
-from django.utils import timezone
 from rest_framework import renderers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
@@ -38,47 +32,18 @@ from rest_framework.views import APIView
 
 from brokerproject import metrics, signing
 from brokerproject.arrival import arrived_at
-from brokerproject.crypto import secret_matches
 from brokerproject.dbpool import hand_back_connection
 from brokerproject.throttling import Window, client_address, client_ip, counts
 
-from . import audit, rowcache
-from .models import CallbackGrant, CallbackLog, ZoomConnection
+from . import audit
+from .credentials import CallbackCredential, CredentialRefused, OutOfScope, callback_credential, obf_authorizer
+from .models import CallbackLog
 from .tokens import Budget, Category, TokenRequest, TokenUnavailable, token_issue
 
 logger = logging.getLogger(__name__)
 
 KINDS = frozenset(CallbackLog.Kind.values)  # an enum's .values is rebuilt on every access
 MEETING_ID = re.compile(r"^\d{9,13}$")
-UNKNOWN = "Unknown connection or wrong auth_token."
-
-# What token_issue() reads, in the model's field order (Model.from_db() takes values that way).
-HOT_PATH_COLUMNS = tuple(
-    field.attname
-    for field in ZoomConnection._meta.concrete_fields
-    if field.attname
-    in {
-        "id",
-        "public_id",
-        "status",
-        "token_source",
-        "access_token",
-        "access_token_expires_at",
-        "token_generation",
-        "callback_secret_hash",
-    }
-)
-HOT_PATH_READ = f"SELECT {', '.join(HOT_PATH_COLUMNS)} FROM {ZoomConnection._meta.db_table} WHERE public_id = %s"  # noqa: S608
-# A bot's URL: its credential and its connection in one read.
-GRANT_READ = (
-    f"SELECT {', '.join('c.' + column for column in HOT_PATH_COLUMNS)}, g.id AS grant_id, "  # noqa: S608
-    "g.secret_hash AS grant_secret_hash, g.kinds AS grant_kinds, g.meeting_id AS grant_meeting_id, "
-    "g.expires_at AS grant_expires_at, g.bypass_waiting_room AS grant_bypass_waiting_room, "
-    "g.obf_candidates AS grant_obf_candidates "
-    f"FROM {CallbackGrant._meta.db_table} g JOIN {ZoomConnection._meta.db_table} c ON c.id = g.connection_id "
-    "WHERE g.public_id = %s"
-)
-ENDED = "This bot's token URL has ended (the bot finished, or its user reconnected or disconnected Zoom)."
 
 STATUS_FOR = {
     Category.NOT_FOUND: 404,
@@ -193,8 +158,8 @@ class CallbackThrottles:
         if requests > self.address.limit:
             raise CallbackRefused(429, "Too many requests. Slow down.", retry_after=self.address.retry_after())
 
-    def after_read(self, connection: ZoomConnection | None, refused: CallbackRefused | None) -> None:
-        """Count this request's outcome (`connection` is None when its secret failed, `refused`
+    def after_read(self, connection_id: int | None, refused: CallbackRefused | None) -> None:
+        """Count this request's outcome (`connection_id` is None when its secret failed, `refused`
         says why) and refuse it (429) when a limit is over. One round trip."""
         windows, bump = [], []
         if self.signed or refused is not None:
@@ -204,9 +169,9 @@ class CallbackThrottles:
             windows.append(self.address_failures)
             bump.append(True)
         per_connection = None
-        if connection is not None:
+        if connection_id is not None:
             per_connection = Window.for_rate(
-                "callback_connection", str(connection.pk), self.rates["callback_connection"]
+                "callback_connection", str(connection_id), self.rates["callback_connection"]
             )
             windows.append(per_connection)
             bump.append(True)
@@ -329,34 +294,20 @@ class TokenCallbackView(APIView):
         if kind not in KINDS:
             raise CallbackRefused(404, "Unknown token kind.")
         budget = Budget(settings.CALLBACK_TIME_BUDGET, since=self.arrived_at)
-        address = client_address(request)
-        connection_param = request.query_params.get("grant") or request.query_params.get("connection", "")
-        try:
-            signed = self._check_signature(request)
-        except CallbackRefused:
-            CallbackThrottles(address, signed=False, connection_param=connection_param).record_failure()
-            raise
-        throttles = CallbackThrottles(address, signed=signed, connection_param=connection_param)
-        throttles.before_read()
-        try:
-            connection, refused = self._authenticated_connection(request), None
-        except CallbackRefused as failed:
-            if failed.http_status != 401:
-                raise
-            connection, refused = None, failed
-        hand_back_connection()  # minting waits on Zoom, and must not hold a pool connection meanwhile
-        throttles.after_read(connection, refused)
-        if refused is not None:
-            raise refused
-        self.audit["connection_id"] = connection.pk
-        self.audit["grant_id"] = getattr(connection, "grant_id", None)
+        credential = self._authenticated(request)
+        connection, grant = credential.connection(), credential.grant
+        self.audit["connection_id"] = credential.connection_id
+        self.audit["grant_id"] = grant.id if grant is not None else None
 
         meeting_id = self._meeting_id(request, kind)
-        if self.audit["grant_id"] is not None:
-            _check_grant_scope(connection, kind, meeting_id)
-            bypass_waiting_room = connection.grant_bypass_waiting_room  # the launch decided
-            if kind == CallbackLog.Kind.OBF and getattr(connection, "grant_obf_candidates", ()):
-                connection = _obf_authorizer(connection, meeting_id)
+        if grant is not None:
+            try:
+                credential.check_scope(kind=kind, meeting_id=meeting_id)
+            except OutOfScope as out_of_scope:
+                raise CallbackRefused(403, str(out_of_scope)) from None
+            bypass_waiting_room = grant.bypass_waiting_room  # the launch decided
+            if kind == CallbackLog.Kind.OBF and grant.obf_candidates:
+                connection = obf_authorizer(credential, connection, meeting_id)
                 self.audit["connection_id"] = connection.pk  # whose token was minted
                 hand_back_connection()
         else:  # the connection's own URL, the customer's backend's: its query decides
@@ -373,6 +324,28 @@ class TokenCallbackView(APIView):
         finally:
             self.audit["zoom_calls"] = budget.zoom_calls
         return TokenResponse(token, status=200)
+
+    def _authenticated(self, request) -> CallbackCredential:
+        """Recall's signature, the address's limits, the credential (its one row read, its secret)
+        and the connection's limit, in that order; CallbackRefused for the first that fails."""
+        address = client_address(request)
+        connection_param = request.query_params.get("grant") or request.query_params.get("connection", "")
+        try:
+            signed = self._check_signature(request)
+        except CallbackRefused:
+            CallbackThrottles(address, signed=False, connection_param=connection_param).record_failure()
+            raise
+        throttles = CallbackThrottles(address, signed=signed, connection_param=connection_param)
+        throttles.before_read()
+        try:
+            credential, refused = self._credential(request), None
+        except CredentialRefused as failed:
+            credential, refused = None, CallbackRefused(401, str(failed), stale=failed.stale)
+        hand_back_connection()  # minting waits on Zoom, and must not hold a pool connection meanwhile
+        throttles.after_read(credential.connection_id if credential is not None else None, refused)
+        if refused is not None:
+            raise refused
+        return credential
 
     def _meeting_id(self, request, kind: str) -> str:
         """The meeting an OBF or join token is for (the other kinds are for no meeting)."""
@@ -400,133 +373,10 @@ class TokenCallbackView(APIView):
         self.audit["signature_checked"] = True
         return True
 
-    def _authenticated_connection(self, request) -> ZoomConnection:
-        """The one read of the connection row per request (the refresh path re-reads under a lock).
-
-        Django's CONN_HEALTH_CHECKS would spend a round trip per request proving a reused database
-        connection alive before this read. Here the read itself is the check: on a connection that
-        died (a PostgreSQL restart, a failover) it is retried once on a fresh one.
-        """
+    def _credential(self, request) -> CallbackCredential:
         by_grant = "grant" in request.query_params
-        try:
-            public_id = uuid.UUID(request.query_params.get("grant" if by_grant else "connection", ""))
-        except ValueError:
-            raise CallbackRefused(401, UNKNOWN) from None
-        db.health_check_done = True
-        connection = self._connection_row(public_id, by_grant=by_grant)
-        raw = request.query_params.get("auth_token", "")
-        if connection is None:
-            raise CallbackRefused(401, UNKNOWN)
-        if by_grant:
-            if not secret_matches(raw, connection.grant_secret_hash):
-                raise CallbackRefused(401, UNKNOWN, stale=True)
-            if not connection.grant_expires_at > timezone.now():
-                raise CallbackRefused(401, ENDED, stale=True)
-        elif not connection.check_callback_secret(raw):
-            raise CallbackRefused(401, UNKNOWN, stale=True)
-        return connection
-
-    def _connection_row(self, public_id: uuid.UUID, *, by_grant: bool) -> ZoomConnection | None:
-        """The row from this process's row cache (zoomauth/rowcache.py: kept while PostgreSQL's
-        notices say nothing changed it), else from the database."""
-        key = f"{'grant' if by_grant else 'connection'}:{public_id}"
-        cached = rowcache.rows.get(key)
-        if cached is not None:
-            return _connection_from(cached[1], by_grant=by_grant)
-        mark = rowcache.rows.mark()
-        query = GRANT_READ if by_grant else HOT_PATH_READ
-        try:
-            values = self._read_connection(query, public_id)
-        except (InterfaceError, DatabaseError) as exc:
-            if db.in_atomic_block or db.is_usable():
-                raise
-            logger.info("database connection was dead; reconnecting", extra={"error": type(exc).__name__})
-            db.close()
-            values = self._read_connection(query, public_id)
-        if values is None:
-            return None
-        if not db.in_atomic_block and rowcache.rows.usable():  # never a row a transaction may roll back
-            rowcache.rows.put(key, values[0], values, mark)
-        return _connection_from(values, by_grant=by_grant)
-
-    @staticmethod
-    def _read_connection(query: str, public_id: uuid.UUID) -> tuple | None:
-        """The row's values as the model holds them: one cursor, then each column through its
-        field's and the backend's converters as any read of the model would (the access token is
-        decrypted). The QuerySet equivalent, and raw()'s column mapping redone on every request,
-        were a third of this view's CPU under load."""
-        params = [ZoomConnection._meta.get_field("public_id").get_db_prep_value(public_id, db)]
-        with db.cursor() as cursor:
-            cursor.execute(query, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        values = list(row)
-        for position, column, converters in _column_converters():
-            if position < len(values):
-                for converter in converters:
-                    values[position] = converter(values[position], column, db)
-        if len(values) > len(HOT_PATH_COLUMNS):  # a bot's URL: its grant's columns follow
-            for offset in (2, 6):  # the kinds, the OBF candidates (jsonb, as text or parsed)
-                value = values[len(HOT_PATH_COLUMNS) + offset]
-                values[len(HOT_PATH_COLUMNS) + offset] = tuple(json.loads(value) if isinstance(value, str) else value)
-        return tuple(values)
-
-
-def _connection_from(values: tuple, *, by_grant: bool) -> ZoomConnection:
-    """A model instance of its own for each request: the columns token_issue() reads, the others
-    deferred (loaded on access, which the refresh path never needs: it re-reads the row itself)."""
-    connection = ZoomConnection.from_db(db.alias, HOT_PATH_COLUMNS, values[: len(HOT_PATH_COLUMNS)])
-    if by_grant:
-        (
-            connection.grant_id,
-            connection.grant_secret_hash,
-            connection.grant_kinds,
-            connection.grant_meeting_id,
-            connection.grant_expires_at,
-            connection.grant_bypass_waiting_room,
-            connection.grant_obf_candidates,
-        ) = values[len(HOT_PATH_COLUMNS) :]
-    return connection
-
-
-@functools.cache
-def _column_converters() -> list[tuple[int, object, list]]:
-    """(position, column, converters) of each column read that has any (the connection's, then a
-    grant's expiry), as the ORM's compiler finds them; worked out once per process."""
-    columns = [ZoomConnection._meta.get_field(name).get_col(ZoomConnection._meta.db_table) for name in HOT_PATH_COLUMNS]
-    columns += [None] * 4 + [CallbackGrant._meta.get_field("expires_at").get_col(CallbackGrant._meta.db_table)]
-    found = []
-    for position, column in enumerate(columns):
-        converters = db.ops.get_db_converters(column) + column.get_db_converters(db) if column is not None else []
-        if converters:
-            found.append((position, column, converters))
-    return found
-
-
-def _obf_authorizer(connection: ZoomConnection, meeting_id: str) -> ZoomConnection:
-    """A bot with OBF candidates: the first of [its launcher, its candidates] who is in the meeting
-    now (and, for a candidate, still allows it), else its launcher."""
-    from .presence import connections_present
-
-    present = connections_present(
-        meeting_id=meeting_id, connection_ids=[connection.pk, *connection.grant_obf_candidates]
-    )
-    if not present or present[0] == connection.pk:
-        return connection
-    launcher_user = ZoomConnection.objects.filter(pk=connection.pk).values("user_id")
-    usable = {
-        candidate.pk: candidate
-        for candidate in ZoomConnection.objects.active()
-        .filter(pk__in=present)
-        .filter(Q(allow_obf_for_others=True) | Q(user_id=Subquery(launcher_user)))
-    }
-    return next((usable[pk] for pk in present if pk in usable), connection)
-
-
-def _check_grant_scope(connection: ZoomConnection, kind: str, meeting_id: str) -> None:
-    """A bot's URL serves only the kinds it was launched with, and only for its meeting."""
-    if kind not in connection.grant_kinds:
-        raise CallbackRefused(403, f"This bot's URL is not for {kind} tokens.")
-    if meeting_id and meeting_id != connection.grant_meeting_id:
-        raise CallbackRefused(403, "This bot's URL is for another meeting.")
+        return callback_credential(
+            public_id=request.query_params.get("grant" if by_grant else "connection", ""),
+            by_grant=by_grant,
+            secret=request.query_params.get("auth_token", ""),
+        )

@@ -22,6 +22,8 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from brokerproject.retry import RetryPolicy
+
 from . import zoom
 from .models import CallbackLog, ZoomConnection
 from .services.refresh import (
@@ -39,6 +41,11 @@ ZAK_SHARE_SECONDS = 60
 RECALL_MIN_VALIDITY = timedelta(seconds=120)
 # A token used to mint must outlive the minting call.
 MINT_MIN_VALIDITY = timedelta(seconds=120)
+
+# Zoom (or the token source) failing retryably is tried again after 0.1-0.2 s, 0.2-0.4 s, ... at
+# most 1 s (or Zoom's Retry-After), as often as the callback's budget holds the wait with 0.5 s to spare.
+ZOOM_RETRY = RetryPolicy(base=0.2, cap=1.0)
+BUDGET_SPARE = 0.5
 
 ZAK_FLIGHT = SingleFlight(share_seconds=ZAK_SHARE_SECONDS, lock_seconds=settings.CALLBACK_TIME_BUDGET + 1)
 
@@ -208,8 +215,8 @@ def _payload_for_waiters(exc: Exception) -> dict:
 
 def _wait_for_retry(budget: Budget, exc: zoom.ZoomRetryableError, attempt: int) -> float:
     """How long to wait before trying Zoom again, or TokenUnavailable when the budget cannot hold it."""
-    wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt
-    if budget.remaining() - wait >= 0.5:
+    wait = ZOOM_RETRY.wait(attempt, exc.retry_after)
+    if ZOOM_RETRY.retries(attempt, wait, time_left=budget.remaining() - BUDGET_SPARE):
         return wait
     if exc.status == 429:
         raise TokenUnavailable(
@@ -249,8 +256,8 @@ def _within_budget(budget: Budget, fn: Callable[[float], T], *, count: bool = Fa
         except TokenSourceError as exc:
             # Where the tokens live (Recall, for Recall-managed connections) failed: its error,
             # not Zoom's. Retried within the budget when it may pass.
-            wait = exc.retry_after if exc.retry_after is not None else 0.2 * attempt
-            if not exc.retryable or budget.remaining() - wait < 0.5:
+            wait = ZOOM_RETRY.wait(attempt, exc.retry_after)
+            if not exc.retryable or not ZOOM_RETRY.retries(attempt, wait, time_left=budget.remaining() - BUDGET_SPARE):
                 raise TokenUnavailable(Category.ZOOM_FAILED, f"{exc}.", retry_after=5) from None
             time.sleep(wait)
         except zoom.ZoomAccessTokenRejectedError:

@@ -38,11 +38,11 @@ def test_a_wrong_encryption_key_still_stops_callbacks(anon, connection, monkeypa
 
 def test_the_one_row_read_loads_what_the_orm_loads(connection):
     """The callback's cursor read (no QuerySet) gives the same values as the ORM, token decrypted."""
-    from zoomauth.callbacks import HOT_PATH_COLUMNS, HOT_PATH_READ, TokenCallbackView, _connection_from
+    from zoomauth.credentials import HOT_PATH_COLUMNS, HOT_PATH_READ, _credential_from, _read_row
     from zoomauth.models import ZoomConnection
 
     connection.refresh_from_db()
-    read = _connection_from(TokenCallbackView._read_connection(HOT_PATH_READ, connection.public_id), by_grant=False)
+    read = _credential_from(_read_row(HOT_PATH_READ, connection.public_id), by_grant=False).connection()
     for column in HOT_PATH_COLUMNS:
         assert getattr(read, column) == getattr(connection, column), column
     assert read.access_token and read.token_generation == connection.token_generation
