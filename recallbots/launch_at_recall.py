@@ -136,7 +136,7 @@ def _successor_outlived_its_meeting(bot: Bot, *, holder: uuid.UUID) -> bool:
     if bot.previous_bot_id is None or bot.connection_id is None or bot.launch_outcome_unknown:
         return False
     app_id = ZoomConnection.objects.filter(pk=bot.connection_id).values_list("app_id", flat=True).first()
-    if not meeting_ended_since(app_id=app_id, meeting_id=bot.meeting_id, since=bot.created_at):
+    if app_id is None or not meeting_ended_since(app_id=app_id, meeting_id=bot.meeting_id, since=bot.created_at):
         return False
     now = timezone.now()
     with transaction.atomic():

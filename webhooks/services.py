@@ -131,6 +131,12 @@ FORWARD_CLAIM = claims.Lease(field="next_attempt_at", holder_field="claim_holder
 FORWARD_CLAIM_SECONDS = FORWARD_TIMEOUT + 20
 
 
+def _object(parent: dict, name: str) -> dict:
+    """parent[name] when it is a JSON object, else an empty one."""
+    value = parent.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def delivery_attempt(*, delivery_id: int) -> float | None:
     """POST the exact bytes once. Returns the delay before the next try, or None when finished
     (or when another worker holds the claim: that worker owns the retry chain).
@@ -271,8 +277,12 @@ def event_handle_locally(*, delivery_id: int, before_forward: bool = False) -> N
         and not ZoomWebhookDelivery.objects.filter(pk=delivery_id, event__in=HANDLED_BEFORE_FORWARD).exists()
     ):
         return
-    key = ZoomWebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).values("app_id", "body_sha256")
-    if not (key := key.first()):
+    key = (
+        ZoomWebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True)
+        .values("app_id", "body_sha256")
+        .first()
+    )
+    if not key:
         return
     with transaction.atomic():
         # The event's rows (one per target) locked in one order: whichever comes first handles
@@ -293,8 +303,8 @@ def event_handle_locally(*, delivery_id: int, before_forward: bool = False) -> N
             event = {}
         # Zoom's shapes are not ours to trust: anything unexpected is simply not acted on.
         event = event if isinstance(event, dict) else {}
-        payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
-        obj = payload.get("object") if isinstance(payload.get("object"), dict) else {}
+        payload = _object(event, "payload")
+        obj = _object(payload, "object")
         kind = event.get("event", "")
         handler = EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
         if isinstance(kind, str) and kind in presence.PRESENCE_EVENTS:

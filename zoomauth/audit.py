@@ -86,7 +86,7 @@ AUDIT_RETRY = RetryPolicy(base=0.5, cap=0.5, attempts=2)
 
 def _write(rows: list[CallbackLog]) -> None:
     try:
-        for attempt in range(1, AUDIT_RETRY.attempts + 1):
+        for attempt in range(1, (AUDIT_RETRY.attempts or 1) + 1):
             try:
                 audit_write(rows)
                 return

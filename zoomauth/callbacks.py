@@ -20,9 +20,12 @@ written in batches after the answer is sent (audit.py).
 import logging
 import re
 import time
+from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
+from django.http import HttpResponseBase
 from rest_framework import renderers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
@@ -90,15 +93,23 @@ class CallbackRefused(Exception):
         self.stale = stale
 
 
+def _logged_already(response: HttpResponseBase) -> HttpResponseBase:
+    """Tell django.request not to log this answer (Django's own flag, set by log_response)."""
+    response._has_been_logged = True  # type: ignore[attr-defined]  # not in django-stubs
+    return response
+
+
 class TokenResponse(Response):
     """The plain-text answer; `after` runs once the server has sent it (WSGI close())."""
+
+    renderer_context: dict  # DRF's view sets it on its answers; the refusals set their own
 
     def __init__(self, body: str, *, status: int, retry_after: int | None = None):
         super().__init__(body, status=status, content_type="text/plain; charset=utf-8")
         self["Cache-Control"] = "no-store"
         if retry_after:
             self["Retry-After"] = str(retry_after)
-        self.after = None
+        self.after: Callable[[], None] | None = None
 
     def close(self):
         try:
@@ -129,7 +140,8 @@ class CallbackThrottles:
     """
 
     def __init__(self, address: str, *, signed: bool, connection_param: str):
-        rates = api_settings.DEFAULT_THROTTLE_RATES
+        # Rates as settings.py writes them ("600/min"); the stubs allow numbers and None too.
+        rates = cast(dict[str, str], api_settings.DEFAULT_THROTTLE_RATES)
         self.rates = rates
         self.signed = signed
         self.address = Window.for_rate("callback_address", address, rates["callback_address"])
@@ -210,10 +222,9 @@ class TokenCallbackView(APIView):
         if request.method not in ALLOWED_METHODS:
             # Not a token request: no work, no audit, not counted among the answers (the overview's
             # share of 200s is about what Recall asked for).
-            response = self._refusal(CallbackRefused(405, "Token callbacks answer GET only."))
-            response["Allow"] = ", ".join(ALLOWED_METHODS)
-            response._has_been_logged = True
-            return response
+            not_allowed = self._refusal(CallbackRefused(405, "Token callbacks answer GET only."))
+            not_allowed["Allow"] = ", ".join(ALLOWED_METHODS)
+            return _logged_already(not_allowed)
         # From the request's arrival in this process (brokerproject.wsgi stamps it) when known:
         # what Recall waits for, less only the network.
         started = self.arrived_at = arrived_at(request.META) or time.monotonic()
@@ -225,6 +236,7 @@ class TokenCallbackView(APIView):
             "meeting_id": "",
         }
         kind = kwargs.get("kind", "")
+        response: HttpResponseBase
         try:
             try:
                 request.GET  # noqa: B018 - parsed here once, so that too many parameters is the caller's error
@@ -242,7 +254,7 @@ class TokenCallbackView(APIView):
             response = self._refusal(CallbackRefused(503, "The broker failed; try again.", retry_after=2))
             outcome = "internal error"
         response["Cache-Control"] = "no-store"
-        response._has_been_logged = True  # its one line is the audit's below, not django.request's
+        _logged_already(response)  # its one line is the audit's below, not django.request's
         if kind in KINDS:
             elapsed = time.monotonic() - started
             metrics.CALLBACKS.labels(kind, str(response.status_code)).inc()
@@ -261,7 +273,8 @@ class TokenCallbackView(APIView):
         response.accepted_renderer = PlainTextRenderer()
         response.accepted_media_type = PlainTextRenderer.media_type
         response.renderer_context = {}
-        return response.render()
+        response.render()
+        return response
 
     def _audit(self, kind: str, status_code: int, outcome: str, latency_ms: int, address: str | None) -> None:
         audit.audit_record(
@@ -345,6 +358,7 @@ class TokenCallbackView(APIView):
         throttles.after_read(credential.connection_id if credential is not None else None, refused)
         if refused is not None:
             raise refused
+        assert credential is not None  # read, or refused above
         return credential
 
     def _meeting_id(self, request, kind: str) -> str:

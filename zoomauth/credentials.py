@@ -15,9 +15,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, models
 from django.db import connection as db
 from django.db.models import Q, Subquery
+from django.db.models.expressions import Col
 from django.utils import timezone
 
 from brokerproject.crypto import secret_matches
@@ -130,7 +131,7 @@ def callback_credential(*, public_id: str, by_grant: bool, secret: str) -> Callb
         parsed = uuid.UUID(public_id)
     except ValueError:
         raise CredentialRefused(UNKNOWN) from None
-    db.health_check_done = True
+    db.health_check_done = True  # type: ignore[attr-defined]  # Django's own flag (BaseDatabaseWrapper.__init__), not in the stubs
     values = _row(parsed, by_grant=by_grant)
     if values is None:
         raise CredentialRefused(UNKNOWN)
@@ -226,14 +227,22 @@ def _credential_from(values: tuple, *, by_grant: bool) -> CallbackCredential:
 
 
 @functools.cache
-def _column_converters() -> list[tuple[int, object, list]]:
+def _column_converters() -> list[tuple[int, Col, list]]:
     """(position, column, converters) of each column read that has any (the connection's, then a
     grant's expiry), as the ORM's compiler finds them; worked out once per process."""
-    columns = [ZoomConnection._meta.get_field(name).get_col(ZoomConnection._meta.db_table) for name in HOT_PATH_COLUMNS]
-    columns += [None] * 4 + [CallbackGrant._meta.get_field("expires_at").get_col(CallbackGrant._meta.db_table)]
-    found = []
+
+    def col_of(model: type[models.Model], name: str) -> Col:
+        concrete = model._meta.get_field(name)
+        assert isinstance(concrete, models.Field)  # a column, never a relation's other side
+        return concrete.get_col(model._meta.db_table)
+
+    columns: list[Col | None] = [col_of(ZoomConnection, name) for name in HOT_PATH_COLUMNS]
+    columns += [None] * 4 + [col_of(CallbackGrant, "expires_at")]
+    found: list[tuple[int, Col, list]] = []
     for position, column in enumerate(columns):
-        converters = db.ops.get_db_converters(column) + column.get_db_converters(db) if column is not None else []
+        if column is None:
+            continue
+        converters = db.ops.get_db_converters(column) + column.get_db_converters(db)
         if converters:
             found.append((position, column, converters))
     return found

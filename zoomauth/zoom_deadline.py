@@ -120,6 +120,7 @@ def request_by_deadline(method: str, url: str, *, total: float, **kwargs) -> req
     def run() -> None:
         _deadline_local.deadline = deadline
         session = _deadline_session()
+        outcome: tuple[requests.Response | None, BaseException | None]
         try:
             response = session.request(method, url, timeout=(total, total), **kwargs)
             response.content  # noqa: B018 - the body is part of the deadline

@@ -1,16 +1,37 @@
 """What a bot shows of its life: Recall's status events (BotStatusChange), the token fetches its
 URLs served, and the two on one timeline. Part of the Bot model (a mixin of it)."""
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar
 
 from django.db import models
 from django.db.models import Q
 
 from zoomauth.models import CallbackGrant, CallbackLog
 
+if TYPE_CHECKING:
+    from .bot import Bot
+
 
 class BotHistory:
     """The history reads of Bot (which see); they never write."""
+
+    if TYPE_CHECKING:  # what this part of Bot uses of the rest of it (recallbots.models.bot)
+        Status: ClassVar[type["Bot.Status"]]
+        TokenKind: ClassVar[type["Bot.TokenKind"]]
+        pk: int
+        public_id: uuid.UUID
+        connection_id: int | None
+        meeting_id: str
+        token_kinds: list[str]
+        created_at: datetime
+        status_updated_at: datetime | None
+        sub_code: str
+        status_changes: "models.Manager[BotStatusChange]"
+
+        @property
+        def is_final(self) -> bool: ...
 
     FATAL_HINTS = {
         "zoom_invalid_join_token": "The join-token callback returned something Zoom refused: check that the "

@@ -4,9 +4,9 @@ writers of the launch fields."""
 
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Case, DurationField, ExpressionWrapper, F, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -24,6 +24,19 @@ LAUNCH_LEASE = claims.Lease(field="launch_next_attempt_at", holder_field="launch
 
 class BotLaunch:
     """The launch's transitions of Bot (which see): the queued launch, its tries, its Recall bot."""
+
+    if TYPE_CHECKING:  # what this part of Bot uses of the rest of it (recallbots.models.bot)
+        Status: ClassVar[type["Bot.Status"]]
+        objects: models.Manager["Bot"]
+        pk: int
+        status: str
+        recall_id: str | None
+        connection_id: int | None
+
+        def save(self, *args: Any, **kwargs: Any) -> None: ...
+        def refresh_from_db(self, *args: Any, **kwargs: Any) -> None: ...
+        def _take_status(self, *, code: str | None, sub_code: str, at: datetime) -> None: ...
+        def _ended_unsent(self, *, status: str, at: datetime) -> None: ...
 
     @property
     def launch_outcome_unknown(self) -> bool:
@@ -143,7 +156,7 @@ class BotLaunch:
         try:
             with transaction.atomic():
                 return type(self).objects.create(
-                    **fields, recall_id=recall_id[:64], duplicate_of=self, status=self.Status.CREATED
+                    **fields, recall_id=recall_id[:64], duplicate_of_id=self.pk, status=self.Status.CREATED
                 )
         except IntegrityError:
             return type(self).objects.get(recall_id=recall_id[:64])
