@@ -108,10 +108,25 @@ def zoom_app(db, fake_zoom, settings):
     return app
 
 
+def consent_at(fake_zoom, authorize_url: str, zoom_user_id: str) -> str:
+    """The user consents at the fake Zoom to what the broker's redirect to Zoom's authorize page
+    asks (client, redirect URI, state, PKCE challenge); returns Zoom's redirect back."""
+    from urllib.parse import parse_qs, urlparse
+
+    query = {k: v[0] for k, v in parse_qs(urlparse(authorize_url).query).items()}
+    return fake_zoom.consent(
+        client_id=query["client_id"],
+        user_id=zoom_user_id,
+        redirect_uri=query["redirect_uri"],
+        state=query["state"],
+        code_challenge=query["code_challenge"],
+    )
+
+
 def connect_via_fake_zoom(client, fake_zoom, zoom_user_id: str = "zu_alice", app=None, start: str = ""):
     """Run the real connect flow: /zoom/connect/ (or `start`, a connect link's path) → fake Zoom
     consent → /zoom/callback/."""
-    from urllib.parse import parse_qs, urlparse
+    from urllib.parse import urlparse
 
     url = start or "/zoom/connect/" + (f"?app={app.public_id}" if app else "")
     response = client.get(url)
@@ -119,15 +134,7 @@ def connect_via_fake_zoom(client, fake_zoom, zoom_user_id: str = "zu_alice", app
         assert response.status_code == 200, response.content
         response = client.post(url)
     assert response.status_code == 302, response.content
-    query = {k: v[0] for k, v in parse_qs(urlparse(response["Location"]).query).items()}
-    location = fake_zoom.consent(
-        client_id=query["client_id"],
-        user_id=zoom_user_id,
-        redirect_uri=query["redirect_uri"],
-        state=query["state"],
-        code_challenge=query["code_challenge"],
-    )
-    callback = urlparse(location)
+    callback = urlparse(consent_at(fake_zoom, response["Location"], zoom_user_id))
     return client.get(callback.path + "?" + callback.query)
 
 

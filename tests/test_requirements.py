@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from tests.production_env import production_env
+from tests.process_env import production_env
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -297,20 +297,7 @@ def event_handle_locally(*, delivery_id: int, before_forward: bool = False) -> N
             cleared = ["body", "body_cleared_at"] if delivery.clear_body_if_done(now=now) else []
             delivery.save(update_fields=["processed_at", *cleared])
             return
-        try:
-            event = jsonbody.loads(bytes(delivery.body), text="strip")
-        except jsonbody.MalformedJSON:
-            event = {}
-        # Zoom's shapes are not ours to trust: anything unexpected is simply not acted on.
-        event = event if isinstance(event, dict) else {}
-        payload = _object(event, "payload")
-        obj = _object(payload, "object")
-        kind = event.get("event", "")
-        handler = EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
-        if isinstance(kind, str) and kind in presence.PRESENCE_EVENTS:
-            connection = presence.presence_record(app=delivery.app, kind=kind, obj=obj, event_ts=event.get("event_ts"))
-        else:
-            connection = handler(delivery.app, payload, obj) if handler else None
+        kind, connection = _apply(delivery)
         for row in rows:
             # Handled: a row whose forward is done (delivered, or resolved) forgets the bytes now;
             # the others when delivery_attempt records their outcome.
@@ -319,6 +306,25 @@ def event_handle_locally(*, delivery_id: int, before_forward: bool = False) -> N
             row.save(update_fields=["connection", "processed_at", *cleared])
     if kind == "app_deauthorized" and connection is not None and connection.status != ZoomConnection.Status.REVOKED:
         connection_disconnect(connection=connection, revoke_at_zoom=False, reason="The user removed the app in Zoom.")
+
+
+def _apply(delivery: ZoomWebhookDelivery) -> tuple[str, ZoomConnection | None]:
+    """What the broker itself does with the event: (its name, the connection it concerned).
+    Zoom's shapes are not ours to trust: anything unexpected is simply not acted on."""
+    try:
+        event = jsonbody.loads(bytes(delivery.body), text="strip")
+    except jsonbody.MalformedJSON:
+        event = {}
+    event = event if isinstance(event, dict) else {}
+    payload = _object(event, "payload")
+    obj = _object(payload, "object")
+    kind = event.get("event", "")
+    if not isinstance(kind, str):
+        return "", None
+    if kind in presence.PRESENCE_EVENTS:
+        return kind, presence.presence_record(app=delivery.app, kind=kind, obj=obj, event_ts=event.get("event_ts"))
+    handler = EVENT_HANDLERS.get(kind)
+    return kind, handler(delivery.app, payload, obj) if handler else None
 
 
 def deliveries_sweep(*, grace_seconds: int = 30) -> tuple[list[int], list[int]]:

@@ -15,6 +15,7 @@ from django.db.models import F
 from django.db.models.functions import Now
 
 from brokerproject import claims
+from tests.process_env import sqlite_env
 from webhooks.models import Event, EventDelivery, EventEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -128,13 +129,7 @@ print(len(taken), len(again), over, claims.release(one, lease, holder=stale, nex
 
 
 def test_claims_work_the_same_on_the_embedded_sqlite(tmp_path):
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'broker.sqlite3'}",
-        "REDIS_URL": "",
-        "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
-        "DEBUG": "true",
-    }
+    env = {**os.environ, **sqlite_env(tmp_path)}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     done = subprocess.run([sys.executable, "-c", SQLITE_SCRIPT], cwd=ROOT, env=env, capture_output=True, timeout=120)
     assert done.stdout.split() == [b"2", b"1", b"1", b"0", b"1"], done.stderr.decode()[-2000:]

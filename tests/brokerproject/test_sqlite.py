@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.process_env import sqlite_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Each process reads, then writes, inside one transaction, like a worker recording a delivery
@@ -25,13 +27,7 @@ print("ok")
 
 
 def test_two_processes_writing_at_once_do_not_lock_each_other_out(tmp_path):
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'broker.sqlite3'}",
-        "REDIS_URL": "",
-        "DJANGO_SETTINGS_MODULE": "brokerproject.settings",
-        "DEBUG": "true",
-    }
+    env = {**os.environ, **sqlite_env(tmp_path)}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     writers = [
         subprocess.Popen(

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.production_env import production_env
+from tests.process_env import production_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,6 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import psycopg
 import pytest
@@ -21,7 +20,7 @@ import requests
 from django.conf import settings as django_settings
 from django.db import OperationalError, connections, transaction
 
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, WHSEC
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, WHSEC, consent_at
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -399,14 +398,7 @@ def consent_through_link(base_url: str, fake_zoom, link_url: str, zoom_user_id: 
     page = browser.get(link_url, timeout=10)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
     to_zoom = browser.post(link_url, data={"csrfmiddlewaretoken": token}, allow_redirects=False, timeout=10)
-    query = {k: v[0] for k, v in parse_qs(urlparse(to_zoom.headers["Location"]).query).items()}
-    location = fake_zoom.consent(
-        client_id=query["client_id"],
-        user_id=zoom_user_id,
-        redirect_uri=query["redirect_uri"],
-        state=query["state"],
-        code_challenge=query["code_challenge"],
-    )
+    location = consent_at(fake_zoom, to_zoom.headers["Location"], zoom_user_id)
     done = browser.get(location, allow_redirects=False, timeout=15)
     assert done.status_code in (200, 302), done.text[:300]
     return done

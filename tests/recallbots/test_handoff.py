@@ -373,18 +373,25 @@ def test_the_launch_page_takes_handoff_with_the_apis_rules(client, connection, b
     assert (bot.handoff, bot.obf_candidates, bot.status) == (True, [bob.pk], "waiting_for_user")
 
 
+def removed_with_no_one_else_in(api_client, connection, alice_api, fake_zoom) -> Bot:
+    """Alice's bot in the call; Bob leaves, then Alice: Zoom removes the bot, and with no one else
+    of the launch in, it is over: no successor."""
+    first = launch_in_call(api_client, connection, alice_api)
+    fake_zoom.leave(MEETING, "zu_bob")
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    wait_for_status(first, "done")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists()
+    return first
+
+
 def test_a_leave_in_a_later_instance_of_the_meeting_does_not_revive_an_old_bots_hand_off(
     api_client, connection, both_in, alice_api, fake_zoom, fake_recall
 ):
     """A PMI or a recurring meeting keeps its number: the bot removed when Alice left, with no one
     else in, is over; her leave in the next instance of the meeting is not its hand-off."""
-    first = launch_in_call(api_client, connection, alice_api)
-    fake_zoom.leave(MEETING, "zu_bob")
-    fake_zoom.leave(MEETING, "zu_alice")  # Zoom removes the bot; no one else of the launch is in
-    worker_turn()
-    wait_for_status(first, "done")
-    worker_turn()
-    assert not Bot.objects.filter(previous_bot=first).exists()
+    first = removed_with_no_one_else_in(api_client, connection, alice_api, fake_zoom)
     fake_zoom.end_meeting(MEETING)
     worker_turn()
 
@@ -466,13 +473,7 @@ def test_a_bot_removed_long_ago_with_no_one_else_in_is_not_handed_off_by_a_later
 
     from recallbots.models import BotStatusChange
 
-    first = launch_in_call(api_client, connection, alice_api)
-    fake_zoom.leave(MEETING, "zu_bob")
-    fake_zoom.leave(MEETING, "zu_alice")  # Zoom removes the bot; no one else of the launch is in
-    worker_turn()
-    wait_for_status(first, "done")
-    worker_turn()
-    assert not Bot.objects.filter(previous_bot=first).exists()
+    first = removed_with_no_one_else_in(api_client, connection, alice_api, fake_zoom)
     long_ago = timezone.now() - handoff.SWEEP_WINDOW - timedelta(minutes=1)
     BotStatusChange.objects.filter(bot=first).update(received_at=long_ago)  # the removal is that old
 
