@@ -386,6 +386,16 @@ def removed_with_no_one_else_in(api_client, connection, alice_api, fake_zoom) ->
     return first
 
 
+def assert_a_later_leave_sends_no_bot(first: Bot, fake_zoom, fake_recall) -> None:
+    """Bob and Alice join, Alice leaves: no successor of `first`, no second bot at Recall."""
+    fake_zoom.join(MEETING, "zu_bob")
+    fake_zoom.join(MEETING, "zu_alice")
+    worker_turn()
+    fake_zoom.leave(MEETING, "zu_alice")
+    worker_turn()
+    assert not Bot.objects.filter(previous_bot=first).exists() and len(fake_recall.bots) == 1
+
+
 def test_a_leave_in_a_later_instance_of_the_meeting_does_not_revive_an_old_bots_hand_off(
     api_client, connection, both_in, alice_api, fake_zoom, fake_recall
 ):
@@ -396,12 +406,7 @@ def test_a_leave_in_a_later_instance_of_the_meeting_does_not_revive_an_old_bots_
     worker_turn()
 
     fake_zoom.start_meeting(MEETING)  # the next instance, the same number
-    fake_zoom.join(MEETING, "zu_bob")
-    fake_zoom.join(MEETING, "zu_alice")
-    worker_turn()
-    fake_zoom.leave(MEETING, "zu_alice")
-    worker_turn()
-    assert not Bot.objects.filter(previous_bot=first).exists() and len(fake_recall.bots) == 1
+    assert_a_later_leave_sends_no_bot(first, fake_zoom, fake_recall)
 
 
 def test_a_successor_still_queued_when_the_meeting_ends_is_never_sent(
@@ -477,9 +482,4 @@ def test_a_bot_removed_long_ago_with_no_one_else_in_is_not_handed_off_by_a_later
     long_ago = timezone.now() - handoff.SWEEP_WINDOW - timedelta(minutes=1)
     BotStatusChange.objects.filter(bot=first).update(received_at=long_ago)  # the removal is that old
 
-    fake_zoom.join(MEETING, "zu_bob")
-    fake_zoom.join(MEETING, "zu_alice")
-    worker_turn()
-    fake_zoom.leave(MEETING, "zu_alice")
-    worker_turn()
-    assert not Bot.objects.filter(previous_bot=first).exists() and len(fake_recall.bots) == 1
+    assert_a_later_leave_sends_no_bot(first, fake_zoom, fake_recall)
