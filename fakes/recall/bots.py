@@ -42,6 +42,7 @@ class Bots:
             "_observed": {},
             "_listed_from": time.time() + self.config["bot_list_lag_seconds"],
             "_received_at": time.time(),  # when the create came in (the benchmarks' clock)
+            "_run": self.run,
         }
         with self.lock:
             self.bots[bot["id"]] = bot
@@ -92,12 +93,30 @@ class Bots:
         for index in range(len(self.bots[bot_id]["status_changes"])):
             self._deliver(self.bots[bot_id], index)
 
+    def quiesce(self, timeout: float = 20.0) -> bool:
+        """No more status webhooks from now on (until configured again), and the ones on their way
+        answered: a test's end, before its database is emptied under the broker that receives
+        them. False if some were still on their way after `timeout` seconds."""
+        with self.lock:
+            self.config["status_webhook_url"] = ""
+            return self.idle.wait_for(lambda: self.sending == 0, timeout=timeout)
+
     def _deliver(self, bot: dict, index: int) -> None:
+        with self.lock:
+            url, secret = self.config["status_webhook_url"], self.config["verification_secret"]
+            if not url or bot.get("_run") != self.run:
+                return
+            self.sending += 1
+        try:
+            self._send_status(bot, index, url, secret)
+        finally:
+            with self.lock:
+                self.sending -= 1
+                self.idle.notify_all()
+
+    def _send_status(self, bot: dict, index: int, url: str, secret: str) -> None:
         change, msg_id = bot["status_changes"][index], bot["_webhook_ids"][index]
         code, sub_code = change["code"], change["sub_code"]
-        url, secret = self.config["status_webhook_url"], self.config["verification_secret"]
-        if not url:
-            return
         event = {
             "event": f"bot.{code}",
             "data": {

@@ -18,6 +18,10 @@ class FakeRecall(OAuthApps, Credentials, Bots, FakeServer):
     def __init__(self, *args, zoom_base_url: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.zoom_base_url = zoom_base_url
+        # Status webhooks on their way (see Bots.quiesce); a reset starts a new run, and bots of
+        # an earlier run (their simulation threads go on) send nothing into the next test's world.
+        self.run, self.sending = 0, 0
+        self.idle = threading.Condition(self.lock)
         self.reset()
         prefix = r"/(?P<region>[a-z0-9-]+)/api"
         r = self.route
@@ -41,6 +45,7 @@ class FakeRecall(OAuthApps, Credentials, Bots, FakeServer):
 
     def reset(self) -> None:
         with self.lock:
+            self.run += 1
             self.keys = {region: "test-recall-key" for region in REGIONS}
             self.apps: dict[str, dict] = {}
             self.credentials: dict[str, dict] = {}
