@@ -23,7 +23,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
 from brokerproject.celery import enqueue_safely
@@ -45,13 +45,7 @@ SWEEP_WINDOW = timedelta(minutes=10)
 def _authorizers(bot: Bot, launcher: ZoomConnection) -> list[ZoomConnection]:
     """[the launcher's connection, the candidates who still allow it], as zoomauth.credentials.obf_authorizer mints."""
     ids = [pk for pk in bot.obf_candidates if pk != launcher.pk]
-    launcher_user = ZoomConnection.objects.filter(pk=launcher.pk).values("user_id")
-    allowed = {
-        candidate.pk: candidate
-        for candidate in ZoomConnection.objects.active()
-        .filter(pk__in=ids)
-        .filter(Q(allow_obf_for_others=True) | Q(user_id=Subquery(launcher_user)))
-    }
+    allowed = {c.pk: c for c in ZoomConnection.objects.obf_authorizers_for(launcher.pk).filter(pk__in=ids)}
     return [launcher, *(allowed[pk] for pk in ids if pk in allowed)]
 
 

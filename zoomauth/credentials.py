@@ -17,7 +17,6 @@ from datetime import datetime
 
 from django.db import DatabaseError, InterfaceError, models
 from django.db import connection as db
-from django.db.models import Q, Subquery
 from django.db.models.expressions import Col
 from django.utils import timezone
 
@@ -149,13 +148,7 @@ def obf_authorizer(credential: CallbackCredential, launcher: ZoomConnection, mee
     present = connections_present(meeting_id=meeting_id, connection_ids=[launcher.pk, *candidates])
     if not present or present[0] == launcher.pk:
         return launcher
-    launcher_user = ZoomConnection.objects.filter(pk=launcher.pk).values("user_id")
-    usable = {
-        candidate.pk: candidate
-        for candidate in ZoomConnection.objects.active()
-        .filter(pk__in=present)
-        .filter(Q(allow_obf_for_others=True) | Q(user_id=Subquery(launcher_user)))
-    }
+    usable = {c.pk: c for c in ZoomConnection.objects.obf_authorizers_for(launcher.pk).filter(pk__in=present)}
     return next((usable[pk] for pk in present if pk in usable), launcher)
 
 

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,6 +21,12 @@ REFRESH_LEASE = claims.Lease(field="refresh_started_at", holder_field="refresh_l
 class ZoomConnectionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(status=ZoomConnection.Status.ACTIVE)
+
+    def obf_authorizers_for(self, launcher_id: int):
+        """Connections whose user an OBF bot of `launcher_id` may join on behalf of: active, and
+        either allowing it for others or the launcher's own user's."""
+        launcher_user = ZoomConnection.objects.filter(pk=launcher_id).values("user_id")
+        return self.active().filter(Q(allow_obf_for_others=True) | Q(user_id=Subquery(launcher_user)))
 
     def due_for_refresh(self, *, now: datetime | None = None):
         """Locally held tokens that expire within the refresh window, or sat unused too long.
