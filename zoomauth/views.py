@@ -48,12 +48,13 @@ def connect(request):
             app = None
         if app is None:
             return _failure_page(request, "That Zoom app does not exist.", 404)
-    elif apps.count() == 1:
-        app = apps.get()
-    elif not apps:
-        return _failure_page(request, "No Zoom app is set up yet. Ask an administrator to add one.", 404)
     else:
-        return render(request, "zoomauth/choose_app.html", {"apps": apps})
+        choices = list(apps[:2])  # one read: an app added or removed meanwhile changes nothing here
+        if not choices:
+            return _failure_page(request, "No Zoom app is set up yet. Ask an administrator to add one.", 404)
+        if len(choices) > 1:
+            return render(request, "zoomauth/choose_app.html", {"apps": apps})
+        app = choices[0]
     return redirect(connection_start_authorization(session=request.session, app=app))
 
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.db import IntegrityError, models, transaction
 from django.db.models import Case, DurationField, ExpressionWrapper, F, Value, When
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from brokerproject import claims
 
@@ -66,7 +65,8 @@ class BotLaunch:
         """The launch waits as `queued`, its create-bot body stored, until a worker creates it at
         Recall (after `retry_in` seconds; at once when None). False over a bot that holds a Recall
         id already (its own status webhook adopted it during an ambiguous create). Read back."""
-        next_at = timezone.now() + timedelta(seconds=retry_in) if retry_in is not None else None
+        # By the database's clock, as the claim that takes the try up reads it (claims.Lease).
+        next_at = Now() + timedelta(seconds=retry_in) if retry_in is not None else None
         queued = (
             type(self)
             .objects.filter(pk=self.pk, recall_id__isnull=True)

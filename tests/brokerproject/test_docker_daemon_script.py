@@ -105,3 +105,23 @@ def test_two_failed_starts_fail(harness):
     assert done.returncode == 1
     assert done.stdout == ""
     assert calls == ["up", "down", "up"]
+
+
+def test_what_a_failed_start_printed_is_shown(harness):
+    tmp_path, run = harness
+    tool = tmp_path / "docker-standins"
+    tool.write_text(
+        '#!/usr/bin/env bash\necho "$1" >> "$CALLS"\necho "E: Unable to locate package docker.io"\nexit 1\n'
+    )
+    done, _ = run()
+    assert done.returncode == 1
+    assert "Unable to locate package docker.io" in done.stderr and done.stdout == ""
+
+
+def test_an_export_line_that_is_not_a_plain_socket_address_is_refused(harness):
+    tmp_path, run = harness
+    tool = tmp_path / "docker-standins"
+    tool.write_text('#!/usr/bin/env bash\necho "$1" >> "$CALLS"\necho "export DOCKER_HOST=unix:///x; rm -rf /"\n')
+    done, calls = run()
+    assert done.returncode == 1 and done.stdout == ""
+    assert calls == ["up", "down", "up"]

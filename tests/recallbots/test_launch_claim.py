@@ -109,3 +109,13 @@ def test_a_late_bot_after_the_newer_try_failed_is_recorded_without_reviving_the_
     queued.refresh_from_db()
     assert queued.status == Bot.Status.LAUNCH_FAILED and queued.recall_id is None
     assert queued.last_error == "Recall answered 400" and queued.launch_claim_holder is None
+
+
+def test_a_launch_queued_on_a_host_whose_clock_runs_ahead_is_due_by_the_databases_clock(queued, monkeypatch):
+    """queue(retry_in=0) is due at once for the worker's claim, which reads the database's clock:
+    a web host 30 s ahead of the database must not push the try 30 s out (its task would find it
+    not due and end the retry chain until beat's sweep)."""
+    ahead = timezone.now() + timedelta(seconds=30)
+    monkeypatch.setattr(timezone, "now", lambda: ahead)
+    assert queued.queue(payload="{}", retry_in=0)
+    assert Bot.objects.claim_launch(bot_id=queued.pk, holder=claims.new_holder(), seconds=LEASE_SECONDS)

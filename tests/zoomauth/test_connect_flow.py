@@ -164,3 +164,17 @@ def test_unknown_app_in_the_connect_link_is_a_404_page(signed_in, zoom_app, app_
     response = signed_in.get(f"/zoom/connect/?app={app_id}")
     assert response.status_code == 404
     assert b"That Zoom app does not exist." in response.content
+
+
+def test_connect_without_an_app_chooses_none_one_or_asks_which(signed_in, db):
+    from zoomauth.models import ZoomApp
+
+    none = signed_in.get("/zoom/connect/")
+    assert none.status_code == 404 and b"No Zoom app is set up yet" in none.content
+    first = ZoomApp.objects.create(name="Notetaker", client_id="cid-1", client_secret="s", webhook_secret="w")
+    one = signed_in.get("/zoom/connect/")
+    assert one.status_code == 302 and "client_id=cid-1" in one["Location"]
+    ZoomApp.objects.create(name="Archive", client_id="cid-2", client_secret="s", webhook_secret="w")
+    two = signed_in.get("/zoom/connect/")
+    assert two.status_code == 200 and b"Which Zoom app?" in two.content
+    assert f"?app={first.public_id}".encode() in two.content
