@@ -41,7 +41,7 @@ class User(AbstractUser):
 hash_token = secret_hash  # API keys are 256-bit random: brokerproject.crypto's one secret hash
 
 
-class ApiTokenQuerySet(models.QuerySet):
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
     def live(self):
         return self.filter(revoked_at__isnull=True)
 

@@ -112,10 +112,12 @@ def bot_hand_off(*, bot_id: int) -> Bot | None:
     # A removal older than beat's catch-up window is over: a later leave is not this bot's.
     if left_id is None or not bot.was_removed_with_its_user(since=timezone.now() - SWEEP_WINDOW):
         return None
-    where = {"app_id": bot.connection.app_id, "meeting_id": bot.meeting_id}
-    if meeting_has_ended(**where) or not connection_left_since(**where, connection_id=left_id, since=minted_at):
+    app_id, meeting_id = bot.connection.app_id, bot.meeting_id
+    if meeting_has_ended(app_id=app_id, meeting_id=meeting_id) or not connection_left_since(
+        app_id=app_id, meeting_id=meeting_id, connection_id=left_id, since=minted_at
+    ):
         return None
-    if meeting_ended_since(**where, since=minted_at):  # the bot's instance of the meeting is over
+    if meeting_ended_since(app_id=app_id, meeting_id=meeting_id, since=minted_at):  # its instance is over
         return None
     authorizers = _authorizers(bot, bot.connection)
     if not connections_present(meeting_id=bot.meeting_id, connection_ids=[c.pk for c in authorizers]):

@@ -14,7 +14,7 @@ from brokerproject.retry import backoff
 from zoomauth.models import ZoomApp, ZoomConnection
 
 
-class DeliveryQuerySet(models.QuerySet):
+class DeliveryQuerySet(models.QuerySet["ZoomWebhookDelivery"]):
     def due(self, *, now: datetime | None = None):
         """Pending deliveries whose next attempt is due (or overdue: lost from the queue)."""
         return self.filter(status=ZoomWebhookDelivery.Status.PENDING, next_attempt_at__lte=now or timezone.now())

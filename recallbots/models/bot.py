@@ -18,7 +18,7 @@ from .history import BotHistory, BotStatusChange
 from .launch import LAUNCH_LEASE, BotLaunch
 
 
-class BotQuerySet(models.QuerySet):
+class BotQuerySet(models.QuerySet["Bot"]):
     def waiting(self):
         return self.filter(status=Bot.Status.WAITING_FOR_USER)
 

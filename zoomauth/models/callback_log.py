@@ -7,7 +7,7 @@ from django.utils import timezone
 from .connections import ZoomConnection
 
 
-class CallbackLogQuerySet(models.QuerySet):
+class CallbackLogQuerySet(models.QuerySet["CallbackLog"]):
     def expired(self, *, now: datetime | None = None):
         return self.filter(created_at__lt=(now or timezone.now()) - settings.CALLBACK_LOG_RETENTION)
 

@@ -11,7 +11,7 @@ from brokerproject.crypto import secret_hash
 from .zoom_apps import ZoomApp, public_url
 
 
-class ConnectSessionQuerySet(models.QuerySet):
+class ConnectSessionQuerySet(models.QuerySet["ConnectSession"]):
     def for_token(self, raw: str):
         return self.filter(token_hash=secret_hash(raw))
 

@@ -18,7 +18,7 @@ from .zoom_apps import ZoomApp, public_url
 REFRESH_LEASE = claims.Lease(field="refresh_started_at", holder_field="refresh_lease_holder", from_start=True)
 
 
-class ZoomConnectionQuerySet(models.QuerySet):
+class ZoomConnectionQuerySet(models.QuerySet["ZoomConnection"]):
     def active(self):
         return self.filter(status=ZoomConnection.Status.ACTIVE)
 

@@ -12,7 +12,7 @@ from .connections import ZoomConnection
 from .zoom_apps import public_url
 
 
-class CallbackGrantQuerySet(models.QuerySet):
+class CallbackGrantQuerySet(models.QuerySet["CallbackGrant"]):
     def live(self, *, now: datetime | None = None):
         return self.filter(expires_at__gt=now or timezone.now())
 

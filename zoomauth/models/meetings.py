@@ -21,7 +21,7 @@ class ZoomMeeting(models.Model):
         return self.meeting_id
 
 
-class MeetingActivityQuerySet(models.QuerySet):
+class MeetingActivityQuerySet(models.QuerySet["MeetingActivity"]):
     def stale(self, *, now: datetime | None = None):
         """Meetings nothing has been heard of for MEETING_ACTIVITY_RETENTION (the prune's set)."""
         return self.filter(last_event_at__lt=(now or timezone.now()) - settings.MEETING_ACTIVITY_RETENTION)
@@ -65,7 +65,7 @@ class MeetingActivity(models.Model):
         return self.ended_at is not None and at <= self.ended_at
 
 
-class MeetingPresenceQuerySet(models.QuerySet):
+class MeetingPresenceQuerySet(models.QuerySet["MeetingPresence"]):
     def present(self):
         return self.filter(joined_at__isnull=False).filter(Q(left_at__isnull=True) | Q(joined_at__gt=F("left_at")))
 

@@ -129,7 +129,7 @@ def connection_fresh_access_token(
         )
         return FreshToken(token, expires_at)
     if _fresh_enough(connection, min_validity, refresh_if_refreshed_before):
-        return FreshToken(connection.access_token, connection.access_token_expires_at)
+        return _stored_token(connection)
 
     def refresh() -> FreshToken:
         return _refresh(
@@ -146,6 +146,14 @@ def connection_fresh_access_token(
         return future.result(timeout=max(0.0, wait))
     except FutureTimeout:
         raise RefreshPending("Zoom is still answering this connection's refresh.", retry_after=3) from None
+
+
+def _stored_token(connection: ZoomConnection) -> FreshToken:
+    """The connection's stored access token; only after expires_within() said no, so its expiry
+    is known."""
+    expires_at = connection.access_token_expires_at
+    assert expires_at is not None, "an access token without an expiry counts as expiring"
+    return FreshToken(connection.access_token, expires_at)
 
 
 def _fresh_enough(connection: ZoomConnection, min_validity: timedelta, refreshed_before: datetime | None) -> bool:
@@ -179,9 +187,9 @@ def _refresh(
             first_generation = connection.token_generation
         elif connection.token_generation != first_generation and not connection.expires_within(timedelta(0)):
             # Someone else refreshed while we waited: theirs is the token.
-            return FreshToken(connection.access_token, connection.access_token_expires_at)
+            return _stored_token(connection)
         if _fresh_enough(connection, min_validity, refresh_if_refreshed_before):
-            return FreshToken(connection.access_token, connection.access_token_expires_at)
+            return _stored_token(connection)
         now = timezone.now()
         if connection.refresh_not_before and connection.refresh_not_before > now:
             wait = (connection.refresh_not_before - now).total_seconds()
