@@ -273,42 +273,22 @@ BEAT_SWEEP_INTERVAL = env.int("BEAT_SWEEP_INTERVAL_SECONDS", default=60)
 BEAT_HEARTBEAT_MAX_AGE = timedelta(seconds=env.int("BEAT_HEARTBEAT_MAX_AGE", default=180))
 # The schedule lives in settings so that every deployment runs the same one. Run exactly one beat
 # process; every task it sends is idempotent, so a duplicate tick does no harm.
+_EVERY_SWEEP = timedelta(seconds=BEAT_SWEEP_INTERVAL)
 CELERY_BEAT_SCHEDULE = {
-    "heartbeat": {
-        "task": "accounts.tasks.heartbeat_record",
-        "schedule": timedelta(seconds=BEAT_HEARTBEAT_INTERVAL),
-    },
-    "refresh-due-connections": {
-        "task": "zoomauth.tasks.connections_refresh_due",
-        "schedule": timedelta(seconds=BEAT_REFRESH_INTERVAL),
-    },
-    "prune-callback-logs": {"task": "zoomauth.tasks.callback_logs_prune", "schedule": crontab(minute=17, hour=3)},
-    "sweep-webhook-deliveries": {
-        "task": "webhooks.tasks.deliveries_sweep",
-        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
-    },
-    "send-due-events": {
-        "task": "webhooks.tasks.event_deliveries_due",
-        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
-    },
-    "prune-meeting-activity": {"task": "zoomauth.tasks.meeting_activity_prune", "schedule": crontab(minute=37)},
-    "prune-webhook-deliveries": {"task": "webhooks.tasks.deliveries_prune", "schedule": crontab(minute=47)},
-    "expire-waiting-bots": {
-        "task": "recallbots.tasks.bots_waiting_expired",
-        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
-    },
-    "launch-queued-bots": {
-        "task": "recallbots.tasks.bots_queued_due",
-        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
-    },
-    "hand-off-removed-bots": {
-        "task": "recallbots.tasks.bots_hand_off_due",
-        "schedule": timedelta(seconds=BEAT_SWEEP_INTERVAL),
-    },
-    "sync-recall-credentials": {
-        "task": "recallbots.tasks.credentials_sync_statuses",
-        "schedule": timedelta(minutes=15),
-    },
+    name: {"task": task, "schedule": schedule}
+    for name, task, schedule in (
+        ("heartbeat", "accounts.tasks.heartbeat_record", timedelta(seconds=BEAT_HEARTBEAT_INTERVAL)),
+        ("refresh-due-connections", "zoomauth.tasks.connections_refresh_due", timedelta(seconds=BEAT_REFRESH_INTERVAL)),
+        ("prune-callback-logs", "zoomauth.tasks.callback_logs_prune", crontab(minute=17, hour=3)),
+        ("sweep-webhook-deliveries", "webhooks.tasks.deliveries_sweep", _EVERY_SWEEP),
+        ("send-due-events", "webhooks.tasks.event_deliveries_due", _EVERY_SWEEP),
+        ("prune-meeting-activity", "zoomauth.tasks.meeting_activity_prune", crontab(minute=37)),
+        ("prune-webhook-deliveries", "webhooks.tasks.deliveries_prune", crontab(minute=47)),
+        ("expire-waiting-bots", "recallbots.tasks.bots_waiting_expired", _EVERY_SWEEP),
+        ("launch-queued-bots", "recallbots.tasks.bots_queued_due", _EVERY_SWEEP),
+        ("hand-off-removed-bots", "recallbots.tasks.bots_hand_off_due", _EVERY_SWEEP),
+        ("sync-recall-credentials", "recallbots.tasks.credentials_sync_statuses", timedelta(minutes=15)),
+    )
 }
 
 # --- External services ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from brokerproject.admin_kit import ChoicesFilter, HistoryInline, for_each_reporting
 from zoomauth.models import ZoomApp
 
 from . import recall
@@ -117,20 +118,17 @@ class RecallOAuthAppAdmin(_CallsRecallOnAdd, admin.ModelAdmin):
 
     @admin.action(description="Send the current client secret and secret token to Recall", permissions=["change"])
     def push_secrets(self, request, queryset):
-        for app in queryset:
-            try:
-                recall_app_push_secrets(recall_app=app)
-            except recall.RecallError as exc:
-                messages.error(request, f"{app}: {exc}")
-        messages.success(request, "Done.")
+        pushed = for_each_reporting(
+            request, queryset, lambda app: recall_app_push_secrets(recall_app=app), failures=(recall.RecallError,)
+        )
+        if pushed:
+            messages.success(request, f"Sent to Recall for {pushed} app(s).")
 
     @admin.action(description="Delete in Recall and here", permissions=["delete"])
     def delete_in_recall(self, request, queryset):
-        for app in queryset:
-            try:
-                recall_app_delete(recall_app=app)
-            except recall.RecallError as exc:
-                messages.error(request, f"{app}: {exc}")
+        for_each_reporting(
+            request, queryset, lambda app: recall_app_delete(recall_app=app), failures=(recall.RecallError,)
+        )
 
 
 @admin.register(RecallCredential)
@@ -145,30 +143,26 @@ class RecallCredentialAdmin(admin.ModelAdmin):
 
     @admin.action(description="Read the status from Recall", permissions=["change"])
     def sync_status(self, request, queryset):
-        for credential in queryset.select_related("recall_app"):
-            try:
-                credential_sync_status(credential=credential)
-            except recall.RecallError as exc:
-                messages.error(request, f"{credential}: {exc}")
+        for_each_reporting(
+            request,
+            queryset.select_related("recall_app"),
+            lambda credential: credential_sync_status(credential=credential),
+            failures=(recall.RecallError,),
+        )
 
     @admin.action(description="Re-create in Recall (customer-managed)", permissions=["change"])
     def recreate(self, request, queryset):
-        for credential in queryset.filter(mode=RecallCredential.Mode.CUSTOMER_MANAGED).select_related("connection"):
-            try:
-                credential_create_customer_managed(connection=credential.connection)
-            except recall.RecallError as exc:
-                messages.error(request, f"{credential}: {exc}")
+        for_each_reporting(
+            request,
+            queryset.filter(mode=RecallCredential.Mode.CUSTOMER_MANAGED).select_related("connection"),
+            lambda credential: credential_create_customer_managed(connection=credential.connection),
+            failures=(recall.RecallError,),
+        )
 
 
-class BotStatusChangeInline(admin.TabularInline):
+class BotStatusChangeInline(HistoryInline):
     model = BotStatusChange
-    extra = 0
-    can_delete = False
     fields = ("occurred_at", "code", "sub_code", "webhook_id")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class LaunchBotForm(CheckedByTheApi, forms.ModelForm):
@@ -193,19 +187,13 @@ class LaunchBotForm(CheckedByTheApi, forms.ModelForm):
         error_messages = {"connection": {"invalid_choice": NOT_YOUR_CONNECTION}}
 
 
-class DuplicateFilter(admin.SimpleListFilter):
+class DuplicateFilter(ChoicesFilter):
     title = "second bots"
     parameter_name = "second_bot"
-
-    def lookups(self, request, model_admin):
-        return (("duplicate", "A second Recall bot of a launch"), ("has_duplicates", "A launch with a second bot"))
-
-    def queryset(self, request, queryset):
-        if self.value() == "duplicate":
-            return queryset.filter(duplicate_of__isnull=False)
-        if self.value() == "has_duplicates":
-            return queryset.filter(duplicates__isnull=False).distinct()
-        return queryset
+    options = {
+        "duplicate": ("A second Recall bot of a launch", lambda bots: bots.filter(duplicate_of__isnull=False)),
+        "has_duplicates": ("A launch with a second bot", lambda bots: bots.filter(duplicates__isnull=False).distinct()),
+    }
 
 
 @admin.register(Bot)

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from brokerproject.admin_kit import HistoryInline
 from brokerproject.celery import enqueue_safely
 
 from .events import event_delivery_replay
@@ -15,15 +16,9 @@ from .models import (
 from .services import delivery_replay
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(HistoryInline):
     model = DeliveryAttempt
-    extra = 0
-    can_delete = False
     fields = ("attempted_at", "status_code", "latency_ms", "error")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ZoomWebhookDelivery)

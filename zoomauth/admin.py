@@ -11,6 +11,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.cache import never_cache
 
+from brokerproject.admin_kit import ChoicesFilter, for_each_reporting
+
 from . import selectors, zoom
 from .models import CallbackLog, ConnectSession, ZoomApp, ZoomConnection, ZoomMeeting
 from .services.connect import connection_disconnect
@@ -108,22 +110,16 @@ class ZoomAppAdmin(admin.ModelAdmin):
         )
 
 
-class HealthFilter(admin.SimpleListFilter):
+class HealthFilter(ChoicesFilter):
     """The overview's figures, as filters: connections whose refresh fails, or whose token runs
     out without a refresh."""
 
     title = "health"
     parameter_name = "health"
-
-    def lookups(self, request, model_admin):
-        return (("failing", "Failing refreshes"), ("expiring", "Expiring without refresh"))
-
-    def queryset(self, request, queryset):
-        if self.value() == "failing":
-            return selectors.failing(queryset)
-        if self.value() == "expiring":
-            return selectors.expiring_without_refresh(queryset)
-        return queryset
+    options = {
+        "failing": ("Failing refreshes", selectors.failing),
+        "expiring": ("Expiring without refresh", selectors.expiring_without_refresh),
+    }
 
 
 @admin.register(ZoomConnection)
@@ -254,16 +250,15 @@ class ZoomConnectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refresh the access token now", permissions=["change"])
     def refresh_now(self, request, queryset):
-        done = failed = 0
-        for connection in queryset:
-            try:
-                connection_fresh_access_token(
-                    connection_id=connection.pk, min_validity=timedelta(0), refresh_if_refreshed_before=timezone.now()
-                )
-                done += 1
-            except (ConnectionUnusable, zoom.ZoomError, TokenSourceError) as exc:
-                failed += 1
-                messages.error(request, f"{connection}: {exc}")
+        asked_at = timezone.now()
+        done = for_each_reporting(
+            request,
+            queryset,
+            lambda connection: connection_fresh_access_token(
+                connection_id=connection.pk, min_validity=timedelta(0), refresh_if_refreshed_before=asked_at
+            ),
+            failures=(ConnectionUnusable, zoom.ZoomError, TokenSourceError),
+        )
         if done:
             messages.success(request, f"Refreshed {done} connection(s).")
 
@@ -290,19 +285,13 @@ class ZoomMeetingAdmin(admin.ModelAdmin):
     search_fields = ("meeting_id",)
 
 
-class AnsweredFilter(admin.SimpleListFilter):
+class AnsweredFilter(ChoicesFilter):
     title = "answer"
     parameter_name = "answered"
-
-    def lookups(self, request, model_admin):
-        return (("ok", "A token (200)"), ("refused", "No token (anything else)"))
-
-    def queryset(self, request, queryset):
-        if self.value() == "ok":
-            return queryset.filter(status_code=200)
-        if self.value() == "refused":
-            return queryset.exclude(status_code=200)
-        return queryset
+    options = {
+        "ok": ("A token (200)", lambda logs: logs.filter(status_code=200)),
+        "refused": ("No token (anything else)", lambda logs: logs.exclude(status_code=200)),
+    }
 
 
 @admin.register(CallbackLog)

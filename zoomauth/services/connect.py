@@ -148,26 +148,36 @@ def _exchange_code(*, app: ZoomApp, code: str, code_verifier: str) -> tuple[zoom
             code_verifier=code_verifier,
         )
         return tokens, zoom.get_me(access_token=tokens.access_token)
-    except zoom.ZoomInvalidGrantError:
-        raise ConnectFlowError(
-            "Zoom did not accept the authorization (it expired or was already used). Connect again.",
-            http_status=400,
-            reason="invalid_grant",
-        ) from None
-    except zoom.ZoomRetryableError as exc:
-        logger.warning("zoom connect failed: %s", exc, extra={"app": app.pk})
-        raise ConnectFlowError(
-            "Zoom is not answering right now. Wait a minute and connect again.",
-            http_status=503,
-            reason="zoom_unavailable",
-        ) from None
-    except zoom.ZoomPermanentError as exc:
-        logger.warning("zoom connect refused: %s", exc, extra={"app": app.pk})
-        raise ConnectFlowError(
-            "Zoom refused the connection. Check the app's credentials and scopes, then connect again.",
-            http_status=502,
-            reason="zoom_refused",
-        ) from None
+    except zoom.ZoomError as exc:
+        for kind, message, status, reason in _EXCHANGE_FAILURES:
+            if isinstance(exc, kind):
+                if reason != "invalid_grant":  # the person's own stale link: nothing to look into
+                    logger.warning("zoom connect failed (%s): %s", reason, exc, extra={"app": app.pk})
+                raise ConnectFlowError(message, http_status=status, reason=reason) from None
+        raise
+
+
+# What the person is told when Zoom will not exchange a code, the most specific failure first.
+_EXCHANGE_FAILURES: tuple[tuple[type[zoom.ZoomError], str, int, str], ...] = (
+    (
+        zoom.ZoomInvalidGrantError,
+        "Zoom did not accept the authorization (it expired or was already used). Connect again.",
+        400,
+        "invalid_grant",
+    ),
+    (
+        zoom.ZoomRetryableError,
+        "Zoom is not answering right now. Wait a minute and connect again.",
+        503,
+        "zoom_unavailable",
+    ),
+    (
+        zoom.ZoomPermanentError,
+        "Zoom refused the connection. Check the app's credentials and scopes, then connect again.",
+        502,
+        "zoom_refused",
+    ),
+)
 
 
 def connection_save_grant(
