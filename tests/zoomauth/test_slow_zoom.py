@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from tests.db_faults import crash_on
 from tests.zoomauth.test_callbacks import assert_bare_token, introspect, path_of
 from webhooks.models import Event, EventEndpoint
 from zoomauth.models import ZoomConnection
@@ -110,27 +111,17 @@ def test_a_lost_refresh_answer_ends_in_needs_reconnect_with_an_event_and_touches
 def test_the_needs_reconnect_event_commits_with_the_state_change_or_not_at_all(connection, fake_zoom):
     """The event row is written in the state change's transaction: if that transaction fails, neither
     the state nor the event is there, and the next refresh finds the same dead grant again."""
-    from django.db import connection as db
 
     EventEndpoint.objects.create(url="https://customer.example/hooks", description="backend")
     fake_zoom.grants[("fake-client-id", "zu_alice")] += 1  # the grant died at Zoom
     expire_soon(connection)
-    with db.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION crash_on_event() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'simulated crash'; END $$ "
-            "LANGUAGE plpgsql"
-        )
-        cursor.execute(
-            "CREATE TRIGGER crash BEFORE INSERT ON webhooks_event FOR EACH ROW EXECUTE FUNCTION crash_on_event()"
-        )
-    try:
-        with pytest.raises(Exception, match="simulated crash"):
-            connection_fresh_access_token(connection_id=connection.pk, min_validity=timedelta(minutes=5))
-    finally:
-        with db.cursor() as cursor:
-            cursor.execute("DROP TRIGGER crash ON webhooks_event; DROP FUNCTION crash_on_event()")
-    assert ZoomConnection.objects.get(pk=connection.pk).status == ZoomConnection.Status.ACTIVE
+    with crash_on("webhooks_event", "INSERT"), pytest.raises(Exception, match="simulated crash"):
+        connection_fresh_access_token(connection_id=connection.pk, min_validity=timedelta(minutes=5))
+    stored = ZoomConnection.objects.get(pk=connection.pk)
+    assert stored.status == ZoomConnection.Status.ACTIVE
     assert not Event.objects.exists()
+    # Zoom has answered: the lease is let go, so the next attempt asks at once (not a lease later).
+    assert stored.refresh_lease_holder is None and stored.refresh_started_at is None
     with pytest.raises(ConnectionUnusable):
         connection_fresh_access_token(connection_id=connection.pk, min_validity=timedelta(minutes=5))
     assert ZoomConnection.objects.get(pk=connection.pk).status == ZoomConnection.Status.NEEDS_RECONNECT

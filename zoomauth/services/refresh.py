@@ -298,17 +298,25 @@ def _recover_from_invalid_grant(
             logger.info("refresh race lost; using the winner's token", extra={"connection": connection.public_id})
             return FreshToken(connection.access_token, expires_at, zoom_calls=1)
         raise ConnectionUnusable("The connection changed while refreshing; try again.", status=connection.status)
-    with transaction.atomic():
-        marked = ZoomConnection.objects.mark_needs_reconnect(
-            connection_id=connection_id,
-            token_generation=sent_generation,
-            holder=holder,
-            reason="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
+    try:
+        with transaction.atomic():
+            marked = ZoomConnection.objects.mark_needs_reconnect(
+                connection_id=connection_id,
+                token_generation=sent_generation,
+                holder=holder,
+                reason="Zoom refused the refresh token (invalid_grant): the user must reconnect.",
+            )
+            if marked:
+                # In the same transaction: what the receivers record (the customer's event) commits
+                # with the state change or not at all.
+                signals.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
+    except Exception:
+        # Zoom has answered, so nothing is in flight: the next attempt may ask again at once
+        # instead of waiting out the lease (a callback would answer 503 until then).
+        ZoomConnection.objects.release_refresh_lease(
+            connection_id=connection_id, holder=holder, failure="Recording the dead grant failed."
         )
-        if marked:
-            # In the same transaction: what the receivers record (the customer's event) commits
-            # with the state change or not at all.
-            signals.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
+        raise
     if not marked:
         logger.warning(
             "refresh outlived its lease; invalid_grant left to the new holder", extra={"connection_id": connection_id}
