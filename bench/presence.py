@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import bench.callbacks as stack  # noqa: E402 - the same environment, ports and helpers
 from bench import fresh  # noqa: E402
 from bench.intake import LUA as PACED_LUA  # noqa: E402 - the paced senders take its pause and offset
+from tests.polling import poll as until  # noqa: E402
 
 # BENCH_PRESENCE_DATABASE: another database (two runs at once on one machine).
 DATABASE = os.environ.get("BENCH_PRESENCE_DATABASE", "broker_bench_presence")
@@ -173,16 +174,6 @@ def launch_waiting(broker_url: str, connection, headers: dict, meeting_id: str, 
     )
     assert response.status_code == 202 and response.json()["presence"] == "visible", response.text
     return response.json()["id"]
-
-
-def until(predicate, timeout: float, interval: float = 0.2):
-    ends = time.monotonic() + timeout
-    while time.monotonic() < ends:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 # --- (a) -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -20,7 +21,10 @@ import requests
 from django.conf import settings as django_settings
 from django.db import OperationalError, connections, transaction
 
+from accounts.models import ApiToken, User
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, WHSEC, consent_at
+from tests.polling import poll
+from zoomauth.models import ZoomConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -391,6 +395,53 @@ def private_broker(name: str, e2e_fakes, tmp_path_factory, **options):
         private.kill()
 
 
+@dataclass
+class World:
+    broker: Broker
+    zoom: object
+    recall: object
+    app: object
+    api_key: str
+
+    @property
+    def api(self) -> dict:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def connect(self, external_user_id: str, zoom_user_id: str) -> ZoomConnection:
+        """The customer's backend makes a connect link; the user consents at (fake) Zoom."""
+        made = requests.post(
+            self.broker.url + "/api/connect-sessions/",
+            json={"external_user_id": external_user_id},
+            headers=self.api,
+            timeout=10,
+        )
+        assert made.status_code == 201, made.text
+        consent_through_link(self.broker.url, self.zoom, made.json()["url"], zoom_user_id)
+        return ZoomConnection.objects.get(zoom_user_id=zoom_user_id)
+
+    def users(self, n: int, *, prefix: str = "u") -> list[ZoomConnection]:
+        connections = []
+        for i in range(n):
+            zoom_user_id = f"zu_{prefix}{i}"
+            self.zoom.add_user(id=zoom_user_id, email=f"{prefix}{i}@zoom.example")
+            self.zoom.add_meeting(id=str(86000000000 + i), host_id=zoom_user_id)
+            self.zoom.join(str(86000000000 + i), zoom_user_id)
+            connections.append(self.connect(f"cust-{prefix}{i}", zoom_user_id))
+        return connections
+
+
+@contextmanager
+def private_world(broker, e2e_fakes, settings, django_db_blocker):
+    """A scenario on a private broker: the fakes reset, an app, a superuser's API key; its Redis
+    emptied afterwards, so no scheduled task outlives the scenario."""
+    with broker.database.in_use(django_db_blocker):
+        broker, fake_zoom, fake_recall, app = _scenario(broker, e2e_fakes, settings)
+        staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
+        _, key = ApiToken.issue(user=staff, name="backend")
+        yield World(broker=broker, zoom=fake_zoom, recall=fake_recall, app=app, api_key=key)
+    redis.Redis.from_url(broker.redis.url).flushdb()
+
+
 def consent_through_link(base_url: str, fake_zoom, link_url: str, zoom_user_id: str):
     """A user opens a connect link (a page with a button), clicks it and consents at the fake
     Zoom as `zoom_user_id`; returns the broker's answer to Zoom's redirect."""
@@ -484,10 +535,7 @@ class Browserless:
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    value = poll(predicate, timeout, interval)
+    if not value:
+        raise AssertionError("condition not met in time")
+    return value

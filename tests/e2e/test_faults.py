@@ -14,18 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from accounts.models import ApiToken, User
 from fakes.http import FakeServer, json_response
 from recallbots.models import Bot, RecallOAuthApp
 from tests.conftest import WEBHOOK_SECRET, WHSEC
 from webhooks.models import EventDelivery, EventEndpoint
 from zoomauth.models import ZoomConnection
 
-from .conftest import Broker, _scenario, consent_through_link, private_broker, wait_for
+from .conftest import World, private_broker, private_world, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -48,47 +46,8 @@ def fault_broker(django_db_setup, e2e_fakes, tmp_path_factory):
 
 @pytest.fixture
 def world(fault_broker, e2e_fakes, settings, django_db_blocker):
-    with fault_broker.database.in_use(django_db_blocker):
-        broker, fake_zoom, fake_recall, app = _scenario(fault_broker, e2e_fakes, settings)
-        staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
-        _, key = ApiToken.issue(user=staff, name="backend")
-        yield World(broker=broker, zoom=fake_zoom, recall=fake_recall, app=app, api_key=key)
-    redis.Redis.from_url(fault_broker.redis.url).flushdb()  # no scheduled task outlives its scenario
-
-
-@dataclass
-class World:
-    broker: Broker
-    zoom: object
-    recall: object
-    app: object
-    api_key: str
-
-    @property
-    def api(self) -> dict:
-        return {"Authorization": f"Bearer {self.api_key}"}
-
-    def connect(self, external_user_id: str, zoom_user_id: str) -> ZoomConnection:
-        """The customer's backend makes a connect link; the user consents at (fake) Zoom."""
-        made = requests.post(
-            self.broker.url + "/api/connect-sessions/",
-            json={"external_user_id": external_user_id},
-            headers=self.api,
-            timeout=10,
-        )
-        assert made.status_code == 201, made.text
-        consent_through_link(self.broker.url, self.zoom, made.json()["url"], zoom_user_id)
-        return ZoomConnection.objects.get(zoom_user_id=zoom_user_id)
-
-    def users(self, n: int, *, prefix: str = "u") -> list[ZoomConnection]:
-        connections = []
-        for i in range(n):
-            zoom_user_id = f"zu_{prefix}{i}"
-            self.zoom.add_user(id=zoom_user_id, email=f"{prefix}{i}@zoom.example")
-            self.zoom.add_meeting(id=str(86000000000 + i), host_id=zoom_user_id)
-            self.zoom.join(str(86000000000 + i), zoom_user_id)
-            connections.append(self.connect(f"cust-{prefix}{i}", zoom_user_id))
-        return connections
+    with private_world(fault_broker, e2e_fakes, settings, django_db_blocker) as world:
+        yield world
 
 
 def callback_url(connection: ZoomConnection, kind: str, index: int) -> str:

@@ -14,16 +14,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 import yaml
 from django.utils import timezone
 
-from accounts.models import ApiToken, User
 from zoomauth.models import ZoomConnection
 
-from .conftest import Broker, _scenario, private_broker, wait_for
-from .test_faults import World
+from .conftest import Broker, World, private_broker, private_world, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -45,13 +42,9 @@ def refresh_broker(django_db_setup, e2e_fakes, tmp_path_factory):
 
 @pytest.fixture
 def world(refresh_broker, e2e_fakes, settings, django_db_blocker):
-    with refresh_broker.database.in_use(django_db_blocker):
-        broker, fake_zoom, fake_recall, app = _scenario(refresh_broker, e2e_fakes, settings)
-        fake_zoom.add_user(id="zu_bob", email="bob@zoom.example")
-        staff = User.objects.create_user(username="ops", password="x" * 20, is_staff=True, is_superuser=True)
-        _, key = ApiToken.issue(user=staff, name="backend")
-        yield World(broker=broker, zoom=fake_zoom, recall=fake_recall, app=app, api_key=key)
-    redis.Redis.from_url(refresh_broker.redis.url).flushdb()
+    with private_world(refresh_broker, e2e_fakes, settings, django_db_blocker) as world:
+        world.zoom.add_user(id="zu_bob", email="bob@zoom.example")
+        yield world
 
 
 def expires_in(connection: ZoomConnection, seconds: int) -> None:

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 import requests
-from django.db import connection as db_connection
 from django.db import connections
 from django.utils import timezone
 
 from tests.conftest import connect_via_fake_zoom
+from tests.db_faults import crash_on
 from zoomauth.models import ZoomConnection
 from zoomauth.services import ConnectionUnusable, connection_fresh_access_token, connection_refresh_if_due
 from zoomauth.tasks import connections_refresh_due
@@ -105,24 +105,11 @@ def test_crash_between_zoom_answer_and_commit(connection, fake_zoom, client):
     the next refresh fails with invalid_grant, the connection is marked 'needs reconnect' and
     the token callbacks answer 410 until the user reconnects; nothing is served half-saved.
     """
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION crash_on_token_write() RETURNS trigger AS $$ BEGIN "
-            "IF NEW.refresh_token IS DISTINCT FROM OLD.refresh_token THEN RAISE EXCEPTION 'simulated crash'; END IF; "
-            "RETURN NEW; END $$ LANGUAGE plpgsql"
-        )
-        cursor.execute(
-            "CREATE TRIGGER crash BEFORE UPDATE ON zoomauth_zoomconnection "
-            "FOR EACH ROW EXECUTE FUNCTION crash_on_token_write()"
-        )
     expire_soon(connection)
     stored_before = ZoomConnection.objects.get(pk=connection.pk).refresh_token
-    try:
+    with crash_on("zoomauth_zoomconnection", "UPDATE", when="NEW.refresh_token IS DISTINCT FROM OLD.refresh_token"):
         with pytest.raises(Exception, match="simulated crash"):
             connection_fresh_access_token(connection_id=connection.pk, min_validity=timedelta(minutes=5))
-    finally:
-        with db_connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER crash ON zoomauth_zoomconnection; DROP FUNCTION crash_on_token_write()")
     assert fake_zoom.counters["refresh_success"] == 1
     assert ZoomConnection.objects.get(pk=connection.pk).refresh_token == stored_before  # nothing half-saved
 

@@ -35,6 +35,15 @@ def take(connection: ZoomConnection, holder: uuid.UUID) -> bool:
     )
 
 
+def taken_over(connection: ZoomConnection) -> tuple[uuid.UUID, uuid.UUID]:
+    """A first holder's lease ran out and a second holder took it: (first, second)."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    assert take(connection, first)
+    age_lease(connection, _lease_seconds() + 1)
+    assert take(connection, second)
+    return first, second
+
+
 def age_lease(connection: ZoomConnection, seconds: float) -> None:
     """The lease was taken `seconds` ago by the database's clock."""
     with db.cursor() as cursor:
@@ -66,10 +75,7 @@ def test_a_host_whose_clock_runs_20_s_ahead_cannot_take_a_live_lease(connection,
 
 
 def test_a_holder_whose_lease_was_taken_over_cannot_store_its_answer(connection):
-    first, second = uuid.uuid4(), uuid.uuid4()
-    assert take(connection, first)
-    age_lease(connection, _lease_seconds() + 1)
-    assert take(connection, second)
+    first, second = taken_over(connection)
     with pytest.raises(RefreshLeaseLost):
         connection_store_refreshed_tokens(
             connection_id=connection.pk, holder=first, sent_generation=connection.token_generation, tokens=tokens(1)
@@ -86,10 +92,7 @@ def test_a_holder_whose_lease_was_taken_over_cannot_store_its_answer(connection)
 
 
 def test_a_holder_whose_lease_was_taken_over_cannot_release_it(connection):
-    first, second = uuid.uuid4(), uuid.uuid4()
-    assert take(connection, first)
-    age_lease(connection, _lease_seconds() + 1)
-    assert take(connection, second)
+    first, second = taken_over(connection)
     assert not ZoomConnection.objects.release_refresh_lease(connection_id=connection.pk, holder=first, failure="x")
     stored = ZoomConnection.objects.get(pk=connection.pk)
     assert stored.refresh_lease_holder == second and stored.refresh_started_at is not None
@@ -101,10 +104,7 @@ def test_a_holder_whose_lease_was_taken_over_cannot_release_it(connection):
 
 def test_a_holder_whose_lease_was_taken_over_does_not_mark_needs_reconnect(connection):
     """Its invalid_grant may be the new holder's rotation: the new holder decides."""
-    first, second = uuid.uuid4(), uuid.uuid4()
-    assert take(connection, first)
-    age_lease(connection, _lease_seconds() + 1)
-    assert take(connection, second)
+    first, second = taken_over(connection)
     with pytest.raises(RefreshLeaseLost):
         _recover_from_invalid_grant(
             connection_id=connection.pk,
