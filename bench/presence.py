@@ -159,7 +159,8 @@ def setup_world(fake_zoom, users: int):
     return app, people
 
 
-def launch_waiting(broker_url: str, connection, headers: dict, meeting_id: str, wait_minutes: int):
+def launch_waiting(broker_url: str, connection, headers: dict, meeting_id: str, wait_minutes: int, **launch):
+    """An OBF bot that waits for its user (`launch`: more of the API's fields); returns its id."""
     response = requests.post(
         broker_url + "/api/bots/",
         json={
@@ -168,6 +169,7 @@ def launch_waiting(broker_url: str, connection, headers: dict, meeting_id: str, 
             "token_kinds": ["obf"],
             "start": "when_user_joins",
             "wait_minutes": wait_minutes,
+            **launch,
         },
         headers=headers,
         timeout=30,
@@ -383,22 +385,11 @@ def handoffs(broker_url: str, app, pairs, fake_zoom, fake_recall, in_call_second
     assert until(lambda: MeetingActivity.objects.filter(meeting_id__in=meetings).count() == len(meetings), 60)
     firsts = []
     for meeting_id, ((launcher, key), (candidate, _)) in zip(meetings, pairs, strict=True):
-        response = requests.post(
-            broker_url + "/api/bots/",
-            json={
-                "meeting_url": f"https://zoom.us/j/{meeting_id}",
-                "connection": str(launcher.public_id),
-                "token_kinds": ["obf"],
-                "obf_candidates": [str(candidate.public_id)],
-                "handoff": True,
-                "start": "when_user_joins",
-                "wait_minutes": 10,
-            },
-            headers=key,
-            timeout=30,
+        firsts.append(
+            launch_waiting(
+                broker_url, launcher, key, meeting_id, 10, obf_candidates=[str(candidate.public_id)], handoff=True
+            )
         )
-        assert response.status_code == 202 and response.json()["presence"] == "visible", response.text
-        firsts.append(response.json()["id"])
     for meeting_id, ((launcher, _), _) in zip(meetings, pairs, strict=True):
         fake_zoom.join(meeting_id, launcher.zoom_user_id)  # her bot is created and goes in
         time.sleep(HANDOFF_SPACING)  # the floor's creates come as the successors' do

@@ -28,8 +28,8 @@ from zoomauth.models import ZoomConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-# Flushed at the start of the end-to-end tests: point it elsewhere if database 7 is in use.
-E2E_REDIS = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/7")
+# The session broker's Redis database, flushed at the start (its default and each worker's: tests/parallel.py).
+E2E_REDIS = os.environ["E2E_REDIS_URL"]
 
 
 METRICS_TOKEN = "e2e-metrics-token"
