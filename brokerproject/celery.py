@@ -1,5 +1,6 @@
 import logging
 import os
+from collections.abc import Sequence
 
 from celery import Celery
 
@@ -24,6 +25,21 @@ def enqueue_safely(name: str, *args, countdown: float | None = None) -> bool:
     except Exception as exc:  # noqa: BLE001 - kombu raises several kinds
         logger.warning("could not enqueue %s: %s", name, type(exc).__name__)
         return False
+
+
+def enqueue_each(name: str, ids: Sequence[int]) -> int:
+    """A sweep's finds, one message each (by name, as enqueue_safely); returns how many were found:
+    one the broker did not take is found again by the next sweep."""
+    for pk in ids:
+        enqueue_safely(name, pk)
+    return len(ids)
+
+
+def enqueue_again(name: str, pk: int, delay: float | None) -> None:
+    """A task whose one try asked for another in `delay` seconds (None: done): a new message with a
+    countdown, so no worker sleeps on it."""
+    if delay is not None:
+        enqueue_safely(name, pk, countdown=delay)
 
 
 def enqueue_many(name: str, args_list: list[tuple]) -> int:

@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from brokerproject.celery import enqueue_safely
+from brokerproject.celery import enqueue_again, enqueue_each
 from brokerproject.retry import backoff
 from zoomauth.models import ZoomConnection
 
@@ -51,32 +51,24 @@ def credentials_sync_statuses() -> int:
 @shared_task(ignore_result=True, acks_late=True)
 def bot_create_at_recall(bot_id: int) -> None:
     """One try; the next one is a new message after Recall's Retry-After (no worker sleeps on it)."""
-    delay = launch_at_recall.bot_create_at_recall(bot_id=bot_id)
-    if delay is not None:
-        enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id, countdown=delay)
+    enqueue_again("recallbots.tasks.bot_create_at_recall", bot_id, launch_at_recall.bot_create_at_recall(bot_id=bot_id))
 
 
 @shared_task(ignore_result=True)
 def bots_queued_due() -> int:
-    due = selectors.bots_queued_due()
-    for bot_id in due:
-        enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id)
-    return len(due)
+    return enqueue_each("recallbots.tasks.bot_create_at_recall", selectors.bots_queued_due())
 
 
 @shared_task(ignore_result=True, acks_late=True)
 def bot_release_waiting(bot_id: int) -> None:
     """The bot's user joined: create it at Recall now."""
-    delay = waiting.bot_release_waiting(bot_id=bot_id)
-    if delay is not None:
-        enqueue_safely("recallbots.tasks.bot_create_at_recall", bot_id, countdown=delay)
+    enqueue_again("recallbots.tasks.bot_create_at_recall", bot_id, waiting.bot_release_waiting(bot_id=bot_id))
 
 
 @shared_task(ignore_result=True, acks_late=True)
 def bot_wait_expire(bot_id: int) -> None:
-    left = waiting.bot_wait_expire(bot_id=bot_id)
-    if left is not None:  # early (a redelivery): once more at the deadline
-        enqueue_safely("recallbots.tasks.bot_wait_expire", bot_id, countdown=left)
+    # Early (a redelivery): once more at the deadline.
+    enqueue_again("recallbots.tasks.bot_wait_expire", bot_id, waiting.bot_wait_expire(bot_id=bot_id))
 
 
 @shared_task(ignore_result=True)
@@ -92,7 +84,4 @@ def bot_hand_off(bot_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def bots_hand_off_due() -> int:
-    due = handoff.bots_hand_off_due()
-    for bot_id in due:
-        enqueue_safely("recallbots.tasks.bot_hand_off", bot_id)
-    return len(due)
+    return enqueue_each("recallbots.tasks.bot_hand_off", handoff.bots_hand_off_due())

@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from brokerproject.celery import enqueue_safely
+from brokerproject.celery import enqueue_again, enqueue_each, enqueue_safely
 
 from . import events, services
 
@@ -11,9 +11,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True, acks_late=True)
 def delivery_attempt(delivery_id: int) -> None:
-    delay = services.delivery_attempt(delivery_id=delivery_id)
-    if delay is not None:
-        enqueue_safely("webhooks.tasks.delivery_attempt", delivery_id, countdown=delay)
+    enqueue_again("webhooks.tasks.delivery_attempt", delivery_id, services.delivery_attempt(delivery_id=delivery_id))
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -35,11 +33,9 @@ def event_handle_locally(delivery_id: int) -> None:
 @shared_task(ignore_result=True)
 def deliveries_sweep() -> int:
     due, unhandled = services.deliveries_sweep()
-    for delivery_id in due:
-        enqueue_safely("webhooks.tasks.delivery_attempt", delivery_id)
-    for delivery_id in unhandled:
-        enqueue_safely("webhooks.tasks.event_handle_locally", delivery_id)
-    return len(due) + len(unhandled)
+    return enqueue_each("webhooks.tasks.delivery_attempt", due) + enqueue_each(
+        "webhooks.tasks.event_handle_locally", unhandled
+    )
 
 
 @shared_task(ignore_result=True)
@@ -50,15 +46,11 @@ def deliveries_prune() -> int:
 @shared_task(ignore_result=True, acks_late=True)
 def event_delivery_attempt(delivery_id: int) -> None:
     delay, following = events.event_delivery_attempt(delivery_id=delivery_id)
-    if delay is not None:
-        enqueue_safely("webhooks.tasks.event_delivery_attempt", delivery_id, countdown=delay)
+    enqueue_again("webhooks.tasks.event_delivery_attempt", delivery_id, delay)
     if following is not None:
         enqueue_safely("webhooks.tasks.event_delivery_attempt", following)
 
 
 @shared_task(ignore_result=True)
 def event_deliveries_due() -> int:
-    due = events.event_deliveries_due()
-    for delivery_id in due:
-        enqueue_safely("webhooks.tasks.event_delivery_attempt", delivery_id)
-    return len(due)
+    return enqueue_each("webhooks.tasks.event_delivery_attempt", events.event_deliveries_due())
