@@ -48,6 +48,14 @@ def private_redis(tmp_path_factory):
 
 
 @pytest.fixture
+def cust_7(connection):
+    """The connection's user as the customer's backend knows them."""
+    connection.user.external_user_id = "cust-7"
+    connection.user.save(update_fields=["external_user_id"])
+    return connection
+
+
+@pytest.fixture
 def cache_on_private_redis(private_redis):
     private_redis.flushdb()
     port = private_redis.connection_pool.connection_kwargs["port"]
@@ -72,10 +80,8 @@ def bot_posts(fake_recall) -> int:
 
 
 def test_a_repeat_of_a_launch_whose_answer_was_not_stored_is_503_never_a_second_bot(
-    api_client, backend, connection, fake_recall, cache_on_private_redis
+    api_client, backend, cust_7, fake_recall, cache_on_private_redis
 ):
-    connection.user.external_user_id = "cust-7"
-    connection.user.save(update_fields=["external_user_id"])
     pause_ms = 2500
     fake_recall.configure(bot_create_answer_delay=1.0)
 
@@ -124,11 +130,9 @@ def test_bad_input_with_a_key_leaves_the_key_usable(
 
 
 def test_a_repeat_after_redis_lost_the_answer_replays_the_bot_never_a_second(
-    api_client, backend, connection, fake_recall, cache_on_private_redis
+    api_client, backend, cust_7, fake_recall, cache_on_private_redis
 ):
     """Redis is a cache (evicted, flushed, failed over): the key is kept with the bot too."""
-    connection.user.external_user_id = "cust-7"
-    connection.user.save(update_fields=["external_user_id"])
     first = launch(api_client, backend, "order-9")
     assert first.status_code == 201, first.content
     cache_on_private_redis.flushdb()
@@ -140,10 +144,8 @@ def test_a_repeat_after_redis_lost_the_answer_replays_the_bot_never_a_second(
 
 
 def test_a_repeat_of_a_refused_launch_whose_answer_was_lost_is_the_same_422(
-    api_client, backend, connection, fake_recall, cache_on_private_redis
+    api_client, backend, cust_7, fake_recall, cache_on_private_redis
 ):
-    connection.user.external_user_id = "cust-7"
-    connection.user.save(update_fields=["external_user_id"])
     fake_recall.configure(bot_create_fail_next=[400])
     first = launch(api_client, backend, "order-11")
     assert first.status_code == 422, first.content
@@ -154,15 +156,11 @@ def test_a_repeat_of_a_refused_launch_whose_answer_was_lost_is_the_same_422(
     assert Bot.objects.count() == 1 and bot_posts(fake_recall) == 1
 
 
-def test_after_24_hours_the_same_key_is_a_new_launch(
-    api_client, backend, connection, fake_recall, cache_on_private_redis
-):
+def test_after_24_hours_the_same_key_is_a_new_launch(api_client, backend, cust_7, fake_recall, cache_on_private_redis):
     """A key a backend reuses for a recurring meeting (the README's `meeting-…-user-42`) names one
     day's launch, not every launch after it."""
     from datetime import timedelta
 
-    connection.user.external_user_id = "cust-7"
-    connection.user.save(update_fields=["external_user_id"])
     first = launch(api_client, backend, "meeting-85012345678-user-7")
     assert first.status_code == 201
     Bot.objects.update(created_at=Bot.objects.get().created_at - timedelta(hours=25))  # a day has passed
