@@ -11,16 +11,12 @@ from tests.recallbots.conftest import ALICE_MEETING, BOB_MEETING
 from tests.staff import offered_actions, post_action, staff_with
 from zoomauth.models import ZoomApp
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test here talks to the broker over HTTP (the fake Recall calls back into it).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_broker")]
 
 APPS = "/admin/recallbots/recalloauthapp/"
 CREDENTIALS = "/admin/recallbots/recallcredential/"
 LAUNCHER = "/admin/recallbots/bot/add/"
-
-
-@pytest.fixture(autouse=True)
-def _live(live_broker):
-    return live_broker
 
 
 @pytest.fixture

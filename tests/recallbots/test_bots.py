@@ -10,14 +10,10 @@ from accounts.models import ApiToken
 from fakes.recall import standard_webhook_headers
 from recallbots.models import Bot, BotStatusChange
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test here talks to the broker over HTTP (the fake Recall calls back into it).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_broker")]
 
 MEETING = "85012345678"
-
-
-@pytest.fixture(autouse=True)
-def _live(live_broker):
-    return live_broker
 
 
 @pytest.fixture

@@ -14,12 +14,8 @@ from recallbots.services import (
 from tests.conftest import connect_via_fake_zoom, run_queued_tasks
 from zoomauth.models import ZoomApp, ZoomConnection
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _live(live_broker):
-    return live_broker
+# Every test here talks to the broker over HTTP (the fake Recall calls back into it).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_broker")]
 
 
 def test_register_app_with_recall(recall_app, fake_recall):
