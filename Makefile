@@ -22,12 +22,12 @@ run: $(STAMP) .env
 	./scripts/run-dev
 
 ## test: the test suite against PostgreSQL and Redis on 127.0.0.1 (started if they are not running),
-## on two workers: the end-to-end modules on one, the in-process tests spread around them (tests/parallel.py)
+## on two workers, a module on one of them (tests/parallel.py)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	./scripts/ensure-services
 	./scripts/ensure-browser
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## demo: the broker wired to the fake Zoom and fake Recall, with a walk-through
 demo: $(STAMP) .env

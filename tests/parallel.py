@@ -1,25 +1,27 @@
 """The suite on two workers (pytest-xdist, `make test`) sharing one PostgreSQL and one Redis.
 
 Loaded with `-p tests.parallel` (pyproject.toml), before pytest-django reads the settings:
-- PostgreSQL: pytest-django gives each worker a test database of its own (test_broker_gw0, …) and
-  the end-to-end brokers' databases are named after it, so nothing is shared there.
-- Redis has numbered databases instead: the in-process tests' (REDIS_URL: the cache and the Celery
-  queues they read) and the session broker's (E2E_REDIS_URL). Each is flushed by the tests that use
-  it, so worker N moves both up by 8 × N (modulo 16): worker 0 keeps the given ones.
-- The end-to-end modules all run on one worker (one xdist group): they share one session broker
-  and its fakes, started once; the in-process tests are spread over both workers around them.
-Run alone (`pytest path/to/test.py`, no `-n`), nothing here changes a thing.
+- PostgreSQL: pytest-django gives each worker a test database of its own (test_broker_gw0, _gw1)
+  and the end-to-end brokers' databases are named after it.
+- Redis has numbered databases instead, and the tests flush theirs: the in-process tests'
+  (REDIS_URL: the cache and the Celery queues they read) and the session broker's (E2E_REDIS_URL).
+  The second worker moves both up by 8, so two workers need them below 8 (the defaults are 5
+  and 7: the second worker uses 13 and 15). Anything else is refused before a test runs.
+- `--dist loadfile` (the Makefile): a module runs on one worker, so its module-scoped brokers and
+  redis-servers start once. Each worker that gets an end-to-end module starts its own session
+  broker and fakes.
+A run without workers (`pytest path/to/test.py`) only gets the defaults.
 """
 
 import os
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 # The defaults: set REDIS_URL or E2E_REDIS_URL to use other databases (both are flushed).
 REDIS_DEFAULTS = {"REDIS_URL": "redis://127.0.0.1:6379/5", "E2E_REDIS_URL": "redis://127.0.0.1:6379/7"}
-E2E_DIR = Path(__file__).resolve().parent / "e2e"
+SHIFT = 8  # Redis has 16 databases: the second worker's are the first's plus 8
+MAX_WORKERS = 2
 
 
 def worker_index(name: str) -> int:
@@ -28,22 +30,47 @@ def worker_index(name: str) -> int:
 
 
 def redis_url_for_worker(url: str, index: int) -> str:
+    """`url` for worker `index`; a ValueError says why `url` cannot be shared by two workers."""
+    if index == 0:
+        return url
     parts = urlsplit(url)
-    database = int(parts.path.strip("/") or 0)
-    return urlunsplit(parts._replace(path=f"/{(database + 8 * index) % 16}"))
+    database = parts.path.strip("/")
+    if parts.scheme not in ("redis", "rediss") or "db=" in parts.query or not database.isdigit():
+        raise ValueError(f"{url!r}: two test workers need a redis:// URL that ends in a database number")
+    if int(database) >= SHIFT:
+        raise ValueError(f"{url!r}: two test workers need a database below {SHIFT} (the second uses it plus {SHIFT})")
+    return urlunsplit(parts._replace(path=f"/{int(database) + SHIFT * index}"))
+
+
+def _urls() -> dict[str, str]:
+    return {name: os.environ.get(name) or default for name, default in REDIS_DEFAULTS.items()}
 
 
 def _apply() -> None:
     index = worker_index(os.environ.get("PYTEST_XDIST_WORKER", ""))
-    for name, default in REDIS_DEFAULTS.items():
-        os.environ[name] = redis_url_for_worker(os.environ.get(name, default), index)
+    for name, url in _urls().items():
+        os.environ[name] = redis_url_for_worker(url, index) if index else url
 
 
 _apply()  # at import: pytest-django imports the settings before any hook of ours would run
 
 
-def pytest_collection_modifyitems(config, items):
-    group = pytest.mark.xdist_group("e2e")
-    for item in items:
-        if E2E_DIR in Path(str(item.path)).parents:
-            item.add_marker(group)
+def pytest_configure(config):
+    """On the controller: refuse a run whose workers would share a Redis database, before any starts."""
+    workers = int(getattr(config.option, "numprocesses", None) or 0)
+    if os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
+        return
+    if os.environ.get("CELERY_BROKER_URL"):
+        raise pytest.UsageError(
+            "CELERY_BROKER_URL is set: the test workers would share its queues. Unset it (the tests use"
+            " REDIS_URL), or run one worker (TEST_WORKERS=1 make test)"
+        )
+    if workers > MAX_WORKERS:
+        raise pytest.UsageError(f"at most {MAX_WORKERS} test workers (-n): Redis has room for two sets of databases")
+    urls = _urls()
+    try:
+        used = [redis_url_for_worker(url, index) for index in range(workers) for url in urls.values()]
+    except ValueError as exc:
+        raise pytest.UsageError(f"{exc}; or run one worker (TEST_WORKERS=1 make test)") from None
+    if len(set(used)) != len(used):
+        raise pytest.UsageError(f"REDIS_URL and E2E_REDIS_URL would share a database across workers: {used}")

@@ -23,13 +23,14 @@ from django.db import OperationalError, connections, transaction
 
 from accounts.models import ApiToken, User
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, WEBHOOK_SECRET, WHSEC, consent_at
+from tests.parallel import REDIS_DEFAULTS
 from tests.polling import poll
 from zoomauth.models import ZoomConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 # The session broker's Redis database, flushed at the start (its default and each worker's: tests/parallel.py).
-E2E_REDIS = os.environ["E2E_REDIS_URL"]
+E2E_REDIS = os.environ.get("E2E_REDIS_URL") or REDIS_DEFAULTS["E2E_REDIS_URL"]
 
 
 METRICS_TOKEN = "e2e-metrics-token"

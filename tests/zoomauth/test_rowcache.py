@@ -103,8 +103,10 @@ def test_when_the_listener_is_cut_off_every_row_is_forgotten(anon, connection, r
     key = f"connection:{connection.public_id}"
     assert row_cache.get(key) is not None
     with connections["default"].cursor() as cursor:  # PostgreSQL restarts, a failover, a network cut
+        # This database's listener only: another test worker's, or a running broker's, is not ours.
         cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'broker-callback-rows'"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'broker-callback-rows' AND datname = current_database()"
         )
     wait_for(lambda: row_cache.get(key) is None, timeout=5)  # notices may have been lost: nothing kept
     wait_for(row_cache.usable, timeout=10)  # and it listens again

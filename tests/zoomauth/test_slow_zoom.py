@@ -9,8 +9,10 @@ from django.utils import timezone
 from tests.db_faults import crash_on
 from tests.zoomauth.test_callbacks import assert_bare_token, introspect, path_of
 from webhooks.models import Event, EventEndpoint
+from zoomauth import zoom
 from zoomauth.models import ZoomConnection
 from zoomauth.services import ConnectionUnusable, connection_fresh_access_token, connection_refresh_if_due
+from zoomauth.services.refresh import RECORD_FAILED_PAUSE_SECONDS
 from zoomauth.tasks import connection_refresh, connections_refresh_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -120,8 +122,16 @@ def test_the_needs_reconnect_event_commits_with_the_state_change_or_not_at_all(c
     stored = ZoomConnection.objects.get(pk=connection.pk)
     assert stored.status == ZoomConnection.Status.ACTIVE
     assert not Event.objects.exists()
-    # Zoom has answered: the lease is let go, so the next attempt asks at once (not a lease later).
+    # Zoom has answered: the lease is let go, and the next attempt may ask after a short pause
+    # (not a whole lease later); within it, Zoom is not asked.
     assert stored.refresh_lease_holder is None and stored.refresh_started_at is None
+    assert stored.refresh_not_before is not None
+    assert 0 < (stored.refresh_not_before - timezone.now()).total_seconds() <= RECORD_FAILED_PAUSE_SECONDS
+    refreshes = fake_zoom.counters["invalid_grant"]
+    with pytest.raises(zoom.ZoomRetryableError):
+        connection_fresh_access_token(connection_id=connection.pk, min_validity=timedelta(minutes=5))
+    assert fake_zoom.counters["invalid_grant"] == refreshes
+    ZoomConnection.objects.filter(pk=connection.pk).update(refresh_not_before=timezone.now())
     with pytest.raises(ConnectionUnusable):
         connection_fresh_access_token(connection_id=connection.pk, min_validity=timedelta(minutes=5))
     assert ZoomConnection.objects.get(pk=connection.pk).status == ZoomConnection.Status.NEEDS_RECONNECT

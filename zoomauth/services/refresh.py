@@ -282,6 +282,10 @@ def connection_store_refreshed_tokens(
     return stored
 
 
+# After Zoom's invalid_grant could not be recorded: how long before the next refresh may ask Zoom.
+RECORD_FAILED_PAUSE_SECONDS = 5.0
+
+
 def _recover_from_invalid_grant(
     *, connection_id: int, sent_generation: int, min_validity: timedelta, holder: uuid.UUID
 ) -> FreshToken:
@@ -311,10 +315,14 @@ def _recover_from_invalid_grant(
                 # with the state change or not at all.
                 signals.connection_needs_reconnect.send(sender=ZoomConnection, connection_id=connection_id)
     except Exception:
-        # Zoom has answered, so nothing is in flight: the next attempt may ask again at once
-        # instead of waiting out the lease (a callback would answer 503 until then).
+        # Zoom has answered, so nothing is in flight: the next attempt may ask again after a short
+        # pause instead of waiting out the lease (callbacks answer 503 meanwhile); the pause keeps a
+        # lasting fault from sending every callback's refresh to Zoom.
         ZoomConnection.objects.release_refresh_lease(
-            connection_id=connection_id, holder=holder, failure="Recording the dead grant failed."
+            connection_id=connection_id,
+            holder=holder,
+            failure="Recording the dead grant failed.",
+            not_before=timezone.now() + timedelta(seconds=RECORD_FAILED_PAUSE_SECONDS),
         )
         raise
     if not marked:
