@@ -503,27 +503,9 @@ def per_tick_and_event(app, people) -> None:
 
     def waiting_bots(count: int) -> None:
         Bot.objects.filter(status=Bot.Status.WAITING_FOR_USER).delete()
-        from datetime import timedelta
+        from tests.rows import waiting_bots as rows
 
-        from django.utils import timezone
-
-        until_ = timezone.now() + timedelta(hours=1)
-        Bot.objects.bulk_create(
-            [
-                Bot(
-                    user=owner.user,
-                    connection=owner,
-                    meeting_url=f"https://zoom.us/j/{MEETING_BASE + 100000 + i}",
-                    meeting_id=str(MEETING_BASE + 100000 + i),
-                    token_kinds=["obf"],
-                    status=Bot.Status.WAITING_FOR_USER,
-                    start=Bot.Start.WHEN_USER_JOINS,
-                    wait_until=until_,
-                )
-                for i in range(count)
-            ],
-            batch_size=2000,
-        )
+        rows(owner, count, first_meeting=MEETING_BASE + 100000)
         with db.cursor() as cursor:
             cursor.execute("ANALYZE")
 

@@ -56,6 +56,7 @@ from django.utils import timezone  # noqa: E402
 
 from accounts.models import User  # noqa: E402
 from fakes.zoom import FakeZoom  # noqa: E402
+from tests.rows import healthy_connections  # noqa: E402
 from zoomauth.models import CallbackLog, ZoomApp, ZoomConnection  # noqa: E402
 from zoomauth.services import connection_save_grant  # noqa: E402
 from zoomauth.zoom import TokenSet, ZoomUser, exchange_code  # noqa: E402
@@ -159,17 +160,7 @@ def bench_beat_tick() -> None:
     existing = ZoomConnection.objects.count()
     for target in (1_000, 10_000, 100_000):
         missing = target - existing
-        batch = [
-            ZoomConnection(
-                user=user,
-                app=app,
-                zoom_user_id=f"zu_{existing + i}",
-                access_token_expires_at=now + timedelta(minutes=50),
-                last_refreshed_at=now - timedelta(minutes=5),
-            )
-            for i in range(missing)
-        ]
-        ZoomConnection.objects.bulk_create(batch, batch_size=5000)
+        healthy_connections(user, app, missing, first=existing, refreshed_ago=timedelta(minutes=5), now=now)
         existing = target
         due_ids = list(ZoomConnection.objects.order_by("pk").values_list("pk", flat=True)[:50])
         ZoomConnection.objects.filter(pk__in=due_ids).update(access_token_expires_at=now + timedelta(minutes=2))

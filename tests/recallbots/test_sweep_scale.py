@@ -11,6 +11,7 @@ from django.utils import timezone
 from recallbots import waiting
 from recallbots.models import Bot
 from recallbots.services import bots_queued_due
+from tests.rows import waiting_bots
 
 WAITING = 3000
 
@@ -28,20 +29,7 @@ def bot_rows_read(fn) -> tuple[object, int]:
 
 @pytest.fixture
 def many_waiting(connection):
-    until = timezone.now() + timedelta(hours=1)
-    Bot.objects.bulk_create(
-        Bot(
-            user=connection.user,
-            connection=connection,
-            meeting_url=f"https://zoom.us/j/{86000000000 + i}",
-            meeting_id=str(86000000000 + i),
-            token_kinds=["obf"],
-            status=Bot.Status.WAITING_FOR_USER,
-            start=Bot.Start.WHEN_USER_JOINS,
-            wait_until=until,
-        )
-        for i in range(WAITING)
-    )
+    waiting_bots(connection, WAITING, first_meeting=86000000000)
     overdue = Bot.objects.create(
         user=connection.user,
         connection=connection,

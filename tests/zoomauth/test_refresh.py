@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from tests.conftest import connect_via_fake_zoom
 from tests.db_faults import crash_on
+from tests.rows import healthy_connections
 from zoomauth.models import ZoomConnection
 from zoomauth.services import ConnectionUnusable, connection_fresh_access_token, connection_refresh_if_due
 from zoomauth.tasks import connections_refresh_due
@@ -145,17 +146,7 @@ def test_due_query_uses_the_indexes_not_a_table_scan(zoom_app, user):
     """With many healthy rows, the planner answers "who is due" from the two indexes alone."""
     from django.db import connection as conn
 
-    now = timezone.now()
-    ZoomConnection.objects.bulk_create(
-        ZoomConnection(
-            user=user,
-            app=zoom_app,
-            zoom_user_id=f"zu_{i}",
-            access_token_expires_at=now + timedelta(minutes=50),
-            last_refreshed_at=now - timedelta(minutes=10),
-        )
-        for i in range(5000)
-    )
+    healthy_connections(user, zoom_app, 5000, refreshed_ago=timedelta(minutes=10))
     with conn.cursor() as cursor:
         cursor.execute("ANALYZE zoomauth_zoomconnection")
     plan = ZoomConnection.objects.due_for_refresh().explain()
