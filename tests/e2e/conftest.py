@@ -443,6 +443,17 @@ def private_world(broker, e2e_fakes, settings, django_db_blocker):
     redis.Redis.from_url(broker.redis.url).flushdb()
 
 
+def private_broker_fixture(name: str, **options):
+    """A module-scoped fixture of a private broker (`options` go to Broker)."""
+
+    @pytest.fixture(scope="module")
+    def running_broker(django_db_setup, e2e_fakes, tmp_path_factory):
+        with private_broker(name, e2e_fakes, tmp_path_factory, **options) as running:
+            yield running
+
+    return running_broker
+
+
 def consent_through_link(base_url: str, fake_zoom, link_url: str, zoom_user_id: str):
     """A user opens a connect link (a page with a button), clicks it and consents at the fake
     Zoom as `zoom_user_id`; returns the broker's answer to Zoom's redirect."""

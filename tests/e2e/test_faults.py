@@ -23,25 +23,20 @@ from tests.conftest import WEBHOOK_SECRET, WHSEC
 from webhooks.models import EventDelivery, EventEndpoint
 from zoomauth.models import ZoomConnection
 
-from .conftest import World, private_broker, private_world, wait_for
+from .conftest import World, private_broker_fixture, private_world, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 USERS = 40
 
 
-@pytest.fixture(scope="module")
-def fault_broker(django_db_setup, e2e_fakes, tmp_path_factory):
-    with private_broker(
-        "faults",
-        e2e_fakes,
-        tmp_path_factory,
-        # The brownout: 300 s access tokens, refreshed well before they run out.
-        extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "230"},
-        # Callbacks wait up to 4 s on a slow Zoom: production's threads (docker/gunicorn.conf.py).
-        threads=32,
-    ) as running:
-        yield running
+fault_broker = private_broker_fixture(
+    "faults",
+    # The brownout: 300 s access tokens, refreshed well before they run out.
+    extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "230"},
+    # Callbacks wait up to 4 s on a slow Zoom: production's threads (docker/gunicorn.conf.py).
+    threads=32,
+)
 
 
 @pytest.fixture

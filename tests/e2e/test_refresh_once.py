@@ -20,24 +20,19 @@ from django.utils import timezone
 
 from zoomauth.models import ZoomConnection
 
-from .conftest import Broker, World, private_broker, private_world, wait_for
+from .conftest import Broker, World, private_broker_fixture, private_world, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def refresh_broker(django_db_setup, e2e_fakes, tmp_path_factory):
-    with private_broker(
-        "refresh",
-        e2e_fakes,
-        tmp_path_factory,
-        # Beat refreshes what expires within 200 s; a callback wants 300 s: a token with 250 s
-        # left is refreshed by a callback (in web) only, one with 100 s left by beat (the worker).
-        extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "200"},
-    ) as running:
-        yield running
+refresh_broker = private_broker_fixture(
+    "refresh",
+    # Beat refreshes what expires within 200 s; a callback wants 300 s: a token with 250 s
+    # left is refreshed by a callback (in web) only, one with 100 s left by beat (the worker).
+    extra_env={"ZOOM_REFRESH_WINDOW_SECONDS": "200"},
+)
 
 
 @pytest.fixture
