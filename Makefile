@@ -22,7 +22,7 @@ run: $(STAMP) .env
 	./scripts/run-dev
 
 ## test: the test suite against PostgreSQL and Redis on 127.0.0.1 (started if they are not running),
-## on two workers, a module on one of them (tests/parallel.py)
+## on two workers: the end-to-end modules on one, the other modules on whichever is free (tests/parallel.py)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	./scripts/ensure-services

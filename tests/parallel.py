@@ -7,9 +7,10 @@ Loaded with `-p tests.parallel` (pyproject.toml), before pytest-django reads the
   (REDIS_URL: the cache and the Celery queues they read) and the session broker's (E2E_REDIS_URL).
   The second worker moves both up by 8, so two workers need them below 8 (the defaults are 5
   and 7: the second worker uses 13 and 15). Anything else is refused before a test runs.
-- `--dist loadfile` (the Makefile): a module runs on one worker, so its module-scoped brokers and
-  redis-servers start once. Each worker that gets an end-to-end module starts its own session
-  broker and fakes.
+- `--dist loadfile` (the Makefile), with one change (pytest_xdist_make_scheduler below): a module
+  runs on one worker, and every end-to-end module on the same one, so the session broker and the
+  fakes start once and no two broker stacks run at once on the machine; the in-process modules go
+  to whichever worker is free.
 A run without workers (`pytest path/to/test.py`) only gets the defaults.
 """
 
@@ -22,6 +23,7 @@ import pytest
 REDIS_DEFAULTS = {"REDIS_URL": "redis://127.0.0.1:6379/5", "E2E_REDIS_URL": "redis://127.0.0.1:6379/7"}
 SHIFT = 8  # Redis has 16 databases: the second worker's are the first's plus 8
 MAX_WORKERS = 2
+E2E_SCOPE = "tests/e2e/"
 
 
 def worker_index(name: str) -> int:
@@ -74,3 +76,16 @@ def pytest_configure(config):
         raise pytest.UsageError(f"{exc}; or run one worker (TEST_WORKERS=1 make test)") from None
     if len(set(used)) != len(used):
         raise pytest.UsageError(f"REDIS_URL and E2E_REDIS_URL would share a database across workers: {used}")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with tests/e2e/ as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class EndToEndTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return E2E_SCOPE if nodeid.startswith(E2E_SCOPE) else super()._split_scope(nodeid)
+
+    return EndToEndTogether(config, log)

@@ -1,6 +1,7 @@
 """Two test workers never share a Redis database (tests/parallel.py)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,42 @@ def test_a_run_whose_workers_would_share_a_database_stops_before_any_test(args, 
 def test_two_workers_on_the_defaults_start():
     done = collect("-n", "2")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_end_to_end_module_runs_on_one_worker_and_the_others_on_either(tmp_path):
+    """Modules under tests/e2e/ are one unit of work; without that, loadfile spreads them."""
+    for folder, count in (("tests/e2e", 4), ("tests/other", 6)):
+        (tmp_path / folder).mkdir(parents=True)
+        for n in range(count):
+            (tmp_path / folder / f"test_{folder.rsplit('/', 1)[-1]}_{n}.py").write_text(
+                "import os, time\n\n\ndef test_it():\n    time.sleep(0.3)\n"
+                "    print('ran on', os.environ['PYTEST_XDIST_WORKER'])\n"
+            )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.parallel",
+            "-n",
+            "2",
+            "--dist",
+            "loadfile",
+            "-v",
+            "-p",
+            "no:django",
+        ],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    workers: dict[str, set[str]] = {}
+    for worker, folder in re.findall(r"\[(gw\d+)\].*PASSED tests/(\w+)/", done.stdout):
+        workers.setdefault(folder, set()).add(worker)
+    assert len(workers["e2e"]) == 1, done.stdout
+    assert workers["other"] == {"gw0", "gw1"}, done.stdout
