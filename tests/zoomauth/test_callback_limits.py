@@ -77,6 +77,7 @@ def failures_counted_per_day(settings):
     with_rates(settings, callback_failures="20/day")
 
 
+@pytest.mark.usefixtures("one_window")
 def test_2000_unsigned_requests_from_a_locked_out_address_cost_no_database_read(
     anon, connection, failures_counted_per_day
 ):

@@ -236,6 +236,7 @@ def test_unsigned_requests_follow_the_setting(anon, connection, signing_on):
 # --- throttling, audit, load ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("one_window")
 def test_guessing_secrets_is_throttled(anon, connection, settings):
     bad = path_of(connection.zak_url).replace(connection.callback_secret, "guess")
     statuses = [anon.get(bad).status_code for _ in range(22)]
@@ -245,6 +246,7 @@ def test_guessing_secrets_is_throttled(anon, connection, settings):
     assert response.status_code == 429 and response["Retry-After"]
 
 
+@pytest.mark.usefixtures("one_window")
 def test_behind_a_proxy_each_client_address_is_throttled_on_its_own(anon, connection, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
     bad = path_of(connection.zak_url).replace(connection.callback_secret, "guess")

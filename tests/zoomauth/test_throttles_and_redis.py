@@ -30,6 +30,7 @@ def with_rates(settings, **rates):
 # --- throttles -----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("one_window")
 def test_signed_callbacks_with_the_right_secret_are_never_refused_by_the_address_limit(anon, connection, signing_on):
     with_rates(signing_on, callback_address="20/min")
     url = path_of(connection.access_token_callback_url)
@@ -39,6 +40,7 @@ def test_signed_callbacks_with_the_right_secret_are_never_refused_by_the_address
     assert unsigned[-1] == 429  # unsigned traffic from that address is counted per address
 
 
+@pytest.mark.usefixtures("one_window")
 def test_a_few_stale_urls_lock_out_only_themselves(anon, connection, signing_on, client, user, fake_zoom):
     from tests.conftest import connect_via_fake_zoom
 
@@ -97,6 +99,7 @@ def test_access_token_callbacks_are_served_from_the_database(anon, connection, r
     assert tokens == {connection.access_token}
 
 
+@pytest.mark.usefixtures("one_window")
 def test_guessing_is_still_throttled_per_process(anon, connection, redis_away):
     bad = path_of(connection.zak_url).replace(connection.callback_secret, "guess")
     statuses = [anon.get(bad).status_code for _ in range(22)]
@@ -163,6 +166,7 @@ def test_a_stored_token_callback_costs_one_redis_round_trip_signed_two_unsigned(
     assert len(redis_round_trips) == round_trips
 
 
+@pytest.mark.usefixtures("one_window")
 def test_a_failed_secret_costs_two_redis_round_trips_and_still_counts(anon, connection, redis_round_trips):
     bad = path_of(connection.access_token_callback_url).replace(connection.callback_secret, "guess")
     anon.get(bad)

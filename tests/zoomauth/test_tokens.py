@@ -139,6 +139,7 @@ def test_disconnecting_drops_the_shared_zak(anon, connection, fake_zoom, client,
 # --- throttles -------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("one_window")
 def test_wrong_secrets_from_anywhere_cannot_use_up_a_connections_allowance(anon, connection, settings):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
